@@ -1,0 +1,175 @@
+"""`oee`: the one command for the whole system.
+
+    oee up | down [--purge] | status      the local stack and every service, in the background
+    oee stack up | down [--purge] | status the broker and the database only
+    oee topics create | migrate           the contract's topics; the SQL migrations
+    oee tail [--from-beginning]           print the order event log, decoded
+    oee schemas [--check]                 write (or check) docs/schemas/*.json from the event classes
+    oee test [pytest args]                the test suite (starts what it needs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from services import config
+from services.stack.procs import StackError
+
+# Every subcommand, so compose.yaml and the docs can be checked against what exists.
+SUBCOMMANDS: tuple[str, ...] = ("up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test")
+
+
+def _settings() -> config.Settings:
+    return config.load()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.stack import manager
+
+    settings = _settings()
+    manager.stack_up(settings)
+    if not getattr(args, "stack_only", False):
+        manager.services_up(settings)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from services.stack import manager
+
+    manager.down(_settings(), purge=args.purge)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from services.stack import manager
+
+    settings = _settings()
+    for name, state, where in manager.status(settings):
+        print(f"{name:<10} {state:<20} {where}")
+    print(f"state     {settings.stack.state_dir}")
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from services.stack import manager
+
+    settings = _settings()
+    if args.action == "up":
+        manager.stack_up(settings)
+    elif args.action == "down":
+        cfg = settings.stack
+        from services.stack import kafka, postgres
+
+        stopped = [n for n, stop in (("postgres", postgres.stop), ("kafka", kafka.stop)) if stop(cfg)]
+        if args.purge:
+            kafka.purge(cfg)
+            postgres.purge(cfg)
+        print(("stopped " + ", ".join(stopped)) if stopped else "the stack was not running")
+    else:
+        return cmd_status(args)
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from services.stack.topics import create_topics
+
+    settings = _settings()
+    report = asyncio.run(create_topics(settings.bootstrap_servers, settings.topic_prefix, settings.partitions))
+    print(f"created: {', '.join(report.created) or 'none'}; already there: {', '.join(report.existing) or 'none'}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from projections.migrations import migrate
+
+    applied = asyncio.run(migrate(_settings().database_url, args.schema))
+    print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from services.tail import tail
+
+    settings = _settings()
+    try:
+        asyncio.run(tail(settings, from_beginning=args.from_beginning, order_id=args.order, limit=args.limit))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from events.schema_export import check_schemas, write_schemas
+
+    directory = Path(args.dir)
+    if args.check:
+        stale = check_schemas(directory)
+        if stale:
+            print(f"out of date in {directory}: {', '.join(stale)}; run `oee schemas`", file=sys.stderr)
+            return 1
+        print("schemas up to date")
+        return 0
+    for path in write_schemas(directory):
+        print(path)
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    os.chdir(config.REPO_ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oee", description="Event-sourced order execution engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        commands[name] = fn
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("up", cmd_up, "start the local stack and every service (idempotent)")
+    p.add_argument("--stack-only", action="store_true", help="broker, database, topics and schema only")
+    p = add("down", cmd_down, "stop what `up` started")
+    p.add_argument("--purge", action="store_true", help="also delete the broker's and the database's data")
+    add("status", cmd_status, "what runs where")
+    p = add("stack", cmd_stack, "the broker and the database only")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--purge", action="store_true")
+    p = add("topics", cmd_topics, "create the contract's topics (idempotent)")
+    p.add_argument("action", choices=["create"])
+    p = add("migrate", cmd_migrate, "apply the SQL migrations in sql/")
+    p.add_argument("--schema", default="public")
+    p = add("tail", cmd_tail, "print the order event log, decoded")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--order", help="only this order id")
+    p.add_argument("--limit", type=int, default=0, help="stop after this many records (0: follow forever)")
+    p = add("schemas", cmd_schemas, "write docs/schemas/*.json from the event classes")
+    p.add_argument("--check", action="store_true", help="fail if docs/schemas is out of date")
+    p.add_argument("dir", nargs="?", default=str(config.REPO_ROOT / "docs" / "schemas"))
+    p = add("test", cmd_test, "run the test suite")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (StackError, config.ConfigError) as exc:
+        print(f"oee {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

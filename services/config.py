@@ -1,0 +1,138 @@
+"""Typed configuration read from the environment, one place for every variable the system reads.
+
+Every setting has a documented default that works on a developer machine with the local stack
+(`oee stack up`). A malformed value is an error at start (`ConfigError`), never at the first request.
+`ENV_VARS` lists every variable with its default; `compose.yaml` and the docs are checked against it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A configuration variable is present but unusable."""
+
+
+# name -> (default, description). The default "" means "unset".
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("", "external broker; unset: the local stack's Kafka"),
+    "DATABASE_URL": ("", "external PostgreSQL; unset: the local stack's embedded PostgreSQL"),
+    "PORT": ("3000", "HTTP port of the API (and the WebSocket paths beside it)"),
+    "HOST": ("127.0.0.1", "HTTP bind address of the API"),
+    "LOG_LEVEL": ("info", "debug, info, warning, error"),
+    "LOG_FORMAT": ("text", "text or json"),
+    "OEE_TOPIC_PREFIX": ("", "prefix for every topic name (tests use a unique one)"),
+    "OEE_PARTITIONS": ("12", "partitions of each topic created by the stack"),
+    "OEE_TOKENS": ("SOL,USDC,ETH,USDT", "tokens the API accepts"),
+    "OEE_STATE_DIR": ("", "local stack data and pid files; unset: <repo>/.stack"),
+    "OEE_CACHE_DIR": ("", "downloaded Kafka jars; unset: ~/.cache/oee"),
+    "OEE_KAFKA_VERSION": ("4.1.1", "Apache Kafka version the local stack fetches with mvn"),
+    "OEE_KAFKA_PORT": ("9092", "local broker port"),
+    "OEE_KAFKA_CONTROLLER_PORT": ("9093", "local KRaft controller port"),
+    "OEE_KAFKA_HEAP": ("512m", "local broker JVM heap"),
+    "OEE_PG_PORT": ("5432", "local PostgreSQL port"),
+    "OEE_START_TIMEOUT": ("60", "seconds to wait for the local broker and database to answer"),
+}
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    return value if value != "" else ENV_VARS[name][0]
+
+
+def _int(env: Mapping[str, str], name: str, low: int = 0, high: int = 1 << 31) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where and how the local stack (Kafka + PostgreSQL) runs."""
+
+    state_dir: Path
+    cache_dir: Path
+    kafka_version: str
+    kafka_port: int
+    controller_port: int
+    kafka_heap: str
+    pg_port: int
+    start_timeout: float
+    external_kafka: str
+    external_database: str
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.external_kafka or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def database_url(self) -> str:
+        return self.external_database or f"postgresql://oee@127.0.0.1:{self.pg_port}/oee"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every service needs: where the broker and the database are, and the topic layout."""
+
+    bootstrap_servers: str
+    database_url: str
+    topic_prefix: str
+    partitions: int
+    host: str
+    port: int
+    log_level: str
+    log_format: str
+    tokens: tuple[str, ...]
+    stack: StackConfig = field(repr=False)
+
+
+def load_stack(env: Mapping[str, str] | None = None) -> StackConfig:
+    env = os.environ if env is None else env
+    state = _get(env, "OEE_STATE_DIR")
+    cache = _get(env, "OEE_CACHE_DIR")
+    return StackConfig(
+        state_dir=Path(state).resolve() if state else REPO_ROOT / ".stack",
+        cache_dir=Path(cache).resolve() if cache else Path.home() / ".cache" / "oee",
+        kafka_version=_get(env, "OEE_KAFKA_VERSION"),
+        kafka_port=_int(env, "OEE_KAFKA_PORT", 1, 65535),
+        controller_port=_int(env, "OEE_KAFKA_CONTROLLER_PORT", 1, 65535),
+        kafka_heap=_get(env, "OEE_KAFKA_HEAP"),
+        pg_port=_int(env, "OEE_PG_PORT", 1, 65535),
+        start_timeout=float(_int(env, "OEE_START_TIMEOUT", 1, 3600)),
+        external_kafka=_get(env, "KAFKA_BOOTSTRAP_SERVERS"),
+        external_database=_get(env, "DATABASE_URL"),
+    )
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    stack = load_stack(env)
+    log_format = _get(env, "LOG_FORMAT").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT={log_format!r} must be text or json")
+    tokens = tuple(t.strip().upper() for t in _get(env, "OEE_TOKENS").split(",") if t.strip())
+    if len(tokens) < 2:
+        raise ConfigError("OEE_TOKENS must name at least two tokens")
+    return Settings(
+        bootstrap_servers=stack.bootstrap_servers,
+        database_url=stack.database_url,
+        topic_prefix=_get(env, "OEE_TOPIC_PREFIX"),
+        partitions=_int(env, "OEE_PARTITIONS", 1, 10_000),
+        host=_get(env, "HOST"),
+        port=_int(env, "PORT", 1, 65535),
+        log_level=_get(env, "LOG_LEVEL").upper(),
+        log_format=log_format,
+        tokens=tokens,
+        stack=stack,
+    )

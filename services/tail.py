@@ -1,0 +1,62 @@
+"""`oee tail`: print the order event log, decoded, one line per event (undecodable records are shown
+with their decode error and skipped, the way every consumer here treats them)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from aiokafka import AIOKafkaConsumer
+
+from events.codec import EventDecodeError, decode
+from events.topics import Topics
+from services.config import Settings
+
+
+def describe(topic: str, partition: int, offset: int, raw: bytes | None) -> tuple[str | None, str]:
+    """(order id or None, the line to print) for one record."""
+    where = f"{topic}[{partition}]@{offset}"
+    try:
+        event = decode(raw or b"")
+    except EventDecodeError as exc:
+        return None, f"{where} UNDECODABLE ({type(exc).__name__}): {exc.reason}"
+    from events.codec import encode
+
+    data = encode(event.data).decode()  # type: ignore[attr-defined]
+    at = event.occurred_at.isoformat(timespec="milliseconds")
+    return event.order_id, f"{where} {at} {event.order_id} #{event.seq} {event.type} {data}"
+
+
+async def tail(
+    settings: Settings,
+    from_beginning: bool = False,
+    order_id: str | None = None,
+    limit: int = 0,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Follow the event log (no consumer group, nothing committed); return the number of lines printed."""
+    topics = Topics.with_prefix(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(
+        topics.events,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    printed = 0
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    oid, line = describe(tp.topic, tp.partition, record.offset, record.value)
+                    if order_id and oid != order_id:
+                        continue
+                    print(line, file=out, flush=True)
+                    printed += 1
+                    if limit and printed >= limit:
+                        return printed
+    finally:
+        await consumer.stop()

