@@ -1,0 +1,112 @@
+"""Topic names, partition counts and configs, as plain data every service and the stack share.
+
+- ``orders.requests`` — the intake: the ingress appends each accepted order's `OrderRequested` here (key =
+  order id) and the router consumes it. Nothing else reads it, so the router sees one record per order.
+- ``orders.events`` — the order event log, the source of truth: the router appends every lifecycle event of an
+  order, the request's copy first (seq 1), then routing, building, submitted and exactly one terminal event.
+  Key = order id, so one order's events live in one partition in seq order. The projector and the WebSocket
+  gateway consume it. Kept forever: replaying it from offset 0 rebuilds every projection.
+- ``orders.router-state`` — the router's memory of each order (key = order id, compacted), written in the
+  same transactions as its events, so a restarted router resumes every order where the log left it, and a
+  duplicate request is recognised for at least a week (`ROUTER_STATE_RETENTION_MS`).
+- ``orders.deadletter`` — records a consumer could not decode or apply, copied verbatim (key and value) with
+  the `DLQ_*` headers below saying where they came from and why, so the stream keeps flowing past them.
+
+All names take a prefix (`OEE_TOPIC_PREFIX`), which tests use to get topics of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PARTITIONS = 12
+
+DLQ_SOURCE_TOPIC = "dlq.source.topic"
+DLQ_SOURCE_PARTITION = "dlq.source.partition"
+DLQ_SOURCE_OFFSET = "dlq.source.offset"
+DLQ_ERROR = "dlq.error"
+DLQ_HEADERS = (DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET, DLQ_ERROR)
+
+_MAX_ERROR_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names of one deployment (or one test)."""
+
+    requests: str
+    events: str
+    dead_letters: str
+    router_state: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str = "") -> Topics:
+        return cls(
+            requests=f"{prefix}orders.requests",
+            events=f"{prefix}orders.events",
+            dead_letters=f"{prefix}orders.deadletter",
+            router_state=f"{prefix}orders.router-state",
+        )
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What to create: a name, a partition count and topic-level configs (string values, as Kafka wants)."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    replication_factor: int = 1
+
+
+def _log_config() -> dict[str, str]:
+    # Kept forever: the log is the source of truth, projections are rebuilt from offset 0.
+    # min.insync.replicas=1 suits the single local broker; production uses RF 3 and 2.
+    return {"retention.ms": "-1", "cleanup.policy": "delete", "min.insync.replicas": "1"}
+
+
+ROUTER_STATE_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+def _state_config() -> dict[str, str]:
+    # One record per order survives compaction; records older than the retention go entirely, which bounds
+    # how long a finished order is remembered (the ingress promises idempotency keys for 24 h).
+    return {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(ROUTER_STATE_RETENTION_MS),
+        "segment.ms": str(3600 * 1000),
+        "min.insync.replicas": "1",
+    }
+
+
+def topic_specs(
+    topics: Topics, partitions: int = DEFAULT_PARTITIONS, dead_letter_partitions: int = 1
+) -> list[TopicSpec]:
+    """The topics to create. Requests and events share a partition count so an order keeps its partition
+    number from intake to log (key = order id, the same default partitioner).
+    """
+    if partitions < 1 or dead_letter_partitions < 1:
+        raise ValueError("partition counts must be >= 1")
+    return [
+        TopicSpec(topics.requests, partitions, _log_config()),
+        TopicSpec(topics.events, partitions, _log_config()),
+        TopicSpec(topics.dead_letters, dead_letter_partitions, _log_config()),
+        TopicSpec(topics.router_state, partitions, _state_config()),
+    ]
+
+
+def dead_letter_headers(
+    source_topic: str, partition: int, offset: int, error: str, headers: list[tuple[str, bytes]] | None = None
+) -> list[tuple[str, bytes]]:
+    """Headers for a dead-lettered record: its original headers (minus stale DLQ ones) plus where and why.
+
+    The error text is cut to 4 KiB so a huge exception message cannot make the record too large.
+    """
+    kept = [(k, v) for k, v in headers or () if k not in DLQ_HEADERS]
+    return [
+        *kept,
+        (DLQ_SOURCE_TOPIC, source_topic.encode()),
+        (DLQ_SOURCE_PARTITION, str(partition).encode()),
+        (DLQ_SOURCE_OFFSET, str(offset).encode()),
+        (DLQ_ERROR, error.encode("utf-8", "replace")[:_MAX_ERROR_BYTES].decode("utf-8", "ignore").encode()),
+    ]

@@ -1,0 +1,175 @@
+"""The six event types of an order's life, their registries, and the constructors services use.
+
+Registries are plain dicts keyed by the type name (the JSON `type` tag and the Kafka `type` header):
+`EVENT_TYPES` (class), `PAYLOAD_TYPES` (class of `data`), `STATUS` (the order status an event moves to) and
+`SCHEMA_VERSION` (the version this code writes; older ones are upcast on read, see `events.codec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeVar, overload
+
+import msgspec
+
+from events.envelope import Event, Status, new_id, now
+from events.errors import EventValidationError
+from events.payloads import (
+    OrderBuildingData,
+    OrderConfirmedData,
+    OrderFailedData,
+    OrderRequestedData,
+    OrderRoutingData,
+    OrderSubmittedData,
+    Payload,
+)
+
+
+class OrderRequested(Event, tag="OrderRequested", kw_only=True, frozen=True):
+    """An order was accepted by the ingress (status pending). Always seq 1, never a causation."""
+
+    data: OrderRequestedData
+
+
+class OrderRouting(Event, tag="OrderRouting", kw_only=True, frozen=True):
+    """The router started routing the order (status routing)."""
+
+    data: OrderRoutingData
+
+
+class OrderBuilding(Event, tag="OrderBuilding", kw_only=True, frozen=True):
+    """A venue was chosen from the quotes (status building)."""
+
+    data: OrderBuildingData
+
+
+class OrderSubmitted(Event, tag="OrderSubmitted", kw_only=True, frozen=True):
+    """The swap was submitted to the venue with its slippage bound (status submitted)."""
+
+    data: OrderSubmittedData
+
+
+class OrderConfirmed(Event, tag="OrderConfirmed", kw_only=True, frozen=True):
+    """The venue settled the swap (status confirmed, terminal)."""
+
+    data: OrderConfirmedData
+
+
+class OrderFailed(Event, tag="OrderFailed", kw_only=True, frozen=True):
+    """The order failed (status failed, terminal)."""
+
+    data: OrderFailedData
+
+
+AnyEvent = OrderRequested | OrderRouting | OrderBuilding | OrderSubmitted | OrderConfirmed | OrderFailed
+"""Every concrete event; the type the decoder reads and what `match` statements cover."""
+
+_CLASSES: tuple[type[Event], ...] = (
+    OrderRequested,
+    OrderRouting,
+    OrderBuilding,
+    OrderSubmitted,
+    OrderConfirmed,
+    OrderFailed,
+)
+for _cls in _CLASSES:
+    _cls.type = str(_cls.__struct_config__.tag)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in _CLASSES}
+"""Type name -> class, in lifecycle order."""
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    "OrderRequested": OrderRequestedData,
+    "OrderRouting": OrderRoutingData,
+    "OrderBuilding": OrderBuildingData,
+    "OrderSubmitted": OrderSubmittedData,
+    "OrderConfirmed": OrderConfirmedData,
+    "OrderFailed": OrderFailedData,
+}
+
+STATUS: dict[str, Status] = {
+    "OrderRequested": "pending",
+    "OrderRouting": "routing",
+    "OrderBuilding": "building",
+    "OrderSubmitted": "submitted",
+    "OrderConfirmed": "confirmed",
+    "OrderFailed": "failed",
+}
+"""Type name -> the order status the event moves the order to (the seed's status names)."""
+
+SCHEMA_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+"""Type name -> the schema version this code writes. Bump it and register an upcaster for the old one."""
+
+E = TypeVar("E", bound=Event)
+
+
+def validate(event: E) -> E:
+    """Check `event` against the contract exactly as a consumer's decoder will, and return it validated.
+
+    msgspec only enforces constraints when decoding, so this converts the event through its builtin form.
+    """
+    try:
+        return msgspec.convert(msgspec.to_builtins(event), type(event))
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        raise EventValidationError(f"invalid {event.type}: {exc}") from None
+
+
+@overload
+def new_event(
+    kind: type[E],
+    *,
+    order_id: str,
+    seq: int,
+    data: Payload | Mapping[str, Any],
+    causation_id: str | None = None,
+    occurred_at: datetime | None = None,
+    event_id: str | None = None,
+) -> E: ...
+@overload
+def new_event(
+    kind: str,
+    *,
+    order_id: str,
+    seq: int,
+    data: Payload | Mapping[str, Any],
+    causation_id: str | None = None,
+    occurred_at: datetime | None = None,
+    event_id: str | None = None,
+) -> AnyEvent: ...
+def new_event(
+    kind: type[Event] | str,
+    *,
+    order_id: str,
+    seq: int,
+    data: Payload | Mapping[str, Any],
+    causation_id: str | None = None,
+    occurred_at: datetime | None = None,
+    event_id: str | None = None,
+) -> Event:
+    """Build a validated event of `kind` (class or type name), filling id, time and schema version.
+
+    `data` is the payload struct or a plain mapping of its fields. Raises `EventValidationError` for
+    anything a consumer would reject, so a bad event never reaches a topic that keeps it forever.
+    """
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else kind
+    if cls is None or cls not in _CLASSES:
+        raise EventValidationError(f"unknown event type {kind!r}")
+    payload_cls = PAYLOAD_TYPES[cls.type]
+    try:
+        if isinstance(data, Mapping):
+            data = msgspec.convert(data, payload_cls)
+        elif type(data) is not payload_cls:
+            raise TypeError(f"data must be {payload_cls.__name__}, got {type(data).__name__}")
+        event = cls(
+            event_id=event_id or new_id(),
+            order_id=order_id,
+            seq=seq,
+            occurred_at=occurred_at if occurred_at is not None else now(),
+            schema_version=SCHEMA_VERSION[cls.type],
+            causation_id=causation_id,
+            data=data,  # type: ignore[call-arg]
+        )
+    except (msgspec.ValidationError, TypeError, ValueError, AttributeError) as exc:
+        raise EventValidationError(f"invalid {cls.type}: {exc}") from None
+    return validate(event)
