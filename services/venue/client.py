@@ -1,0 +1,174 @@
+"""`HttpVenue`: the `Venue` interface over HTTP, for a router talking to a separate venue process.
+
+The error mapping is the point of this module (P4): a failure that proves the request never left (connection
+refused, no connection from the pool or no connect within `connect_timeout_s`, a 503 "not accepted") is
+`VenueUnavailable` and safe to retry; a submit that was sent but got no usable reply (read timeout, dropped
+connection, 504, any other 5xx, an unreadable body) is `SubmitOutcomeUnknown`, because the venue may have
+accepted it: the caller reads `status` before anything else. Quotes and status reads are safe to repeat, so
+any failure of theirs is `VenueUnavailable`.
+
+Built on aiohttp rather than httpx: measured on this 2-core machine against the venue server, httpx 0.28 spent
+1.6 ms of client CPU per request alone and ~5 ms at 50 in flight (its connection pool, plus httpcore
+re-importing the absent `sniffio` on every request), aiohttp ~0.2 ms at any concurrency. A router makes
+three venue calls per order, so that difference is its throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote as quote_path
+
+import aiohttp
+import orjson
+
+from .interface import (
+    Side,
+    SubmitOutcomeUnknown,
+    SubmitReceipt,
+    SwapStatus,
+    VenueQuote,
+    VenueRejected,
+    VenueUnavailable,
+)
+from .wire import from_json
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+FEED_IDLE_S = 15.0  # the server sends a heartbeat every 5 s: three missed means the feed is dead
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_JSON = {"content-type": "application/json"}
+
+
+class HttpVenue:
+    """One venue served by `services.venue.server` at `base_url` (the server may host several).
+
+    `timeout_s` bounds the wait for the reply (between reads), `connect_timeout_s` the wait for a pooled or
+    new connection. Idle connections are dropped after `keepalive_s`, below the server's keep-alive (30 s),
+    so a request never goes out on a connection the server has just closed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        timeout_s: float = 2.0,
+        connect_timeout_s: float | None = None,
+        max_connections: int = 100,
+        keepalive_s: float = 15.0,
+    ) -> None:
+        self.name = name
+        self._prefix = f"{base_url.rstrip('/')}/venues/{name}"
+        self._timeout = aiohttp.ClientTimeout(connect=connect_timeout_s or timeout_s, sock_read=timeout_s)
+        self._max_connections, self._keepalive_s = max_connections, keepalive_s
+        self._session: aiohttp.ClientSession | None = None  # opened in the event loop, at first use
+
+    async def quote(self, base: str, quote: str, side: Side, amount_in: float) -> VenueQuote:
+        body = {"base": base, "quote": quote, "side": side, "amount_in": amount_in}
+        return self._decode(VenueQuote, await self._call("POST", "/quote", body))
+
+    async def submit(
+        self, client_order_id: str, base: str, quote: str, side: Side, amount_in: float, limit_price: float
+    ) -> SubmitReceipt:
+        body = {
+            "client_order_id": client_order_id,
+            "base": base,
+            "quote": quote,
+            "side": side,
+            "amount_in": amount_in,
+            "limit_price": limit_price,
+        }
+        reply = await self._call("POST", "/submit", body, submit=True)
+        return self._decode(SubmitReceipt, reply, submit=True)
+
+    async def status(self, client_order_id: str) -> SwapStatus:
+        reply = await self._call("GET", f"/swaps/{quote_path(client_order_id, safe='')}")
+        return self._decode(SwapStatus, reply)
+
+    async def status_many(self, client_order_ids: Sequence[str]) -> list[SwapStatus]:
+        if not client_order_ids:
+            return []
+        reply = await self._call("POST", "/swaps:batch-status", {"client_order_ids": list(client_order_ids)})
+        return [self._decode(SwapStatus, s) for s in reply.get("swaps", ())]
+
+    async def follow_settlements(self) -> AsyncIterator[SwapStatus]:
+        """Settlements as the venue makes them, for as long as the caller iterates; reconnects after a drop.
+        Settlements made while disconnected are not replayed: reconcile submitted swaps with `status_many`."""
+        feed_timeout = aiohttp.ClientTimeout(connect=self._timeout.connect, sock_read=FEED_IDLE_S)
+        delay = 0.1
+        while True:
+            try:
+                async with self._open().get(self._prefix + "/settlements", timeout=feed_timeout) as response:
+                    if response.status != 200:
+                        raise VenueUnavailable(self.name, f"settlement feed: HTTP {response.status}")
+                    delay = 0.1
+                    async for line in response.content:
+                        if line.strip():
+                            yield self._decode(SwapStatus, orjson.loads(line))
+            except (aiohttp.ClientError, TimeoutError, VenueUnavailable, orjson.JSONDecodeError) as exc:
+                log.warning("%s settlement feed dropped (%s); reconnecting in %.1f s", self.name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def ledger_stats(self) -> dict[str, int]:
+        """The server's ledger inspection (size, pending, max_entries_per_id), for tests and benchmarks."""
+        return dict(await self._call("GET", "/ledger"))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> HttpVenue:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _decode(self, cls: type[T], data: Any, *, submit: bool = False) -> T:
+        try:
+            return from_json(cls, data)
+        except (ValueError, TypeError) as exc:
+            error = SubmitOutcomeUnknown if submit else VenueUnavailable
+            raise error(self.name, f"unreadable reply: {exc}") from exc
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=self._keepalive_s)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def _call(self, method: str, path: str, body: Any = None, *, submit: bool = False) -> Any:
+        content = orjson.dumps(body) if body is not None else None
+        try:
+            async with self._open().request(
+                method, self._prefix + path, data=content, headers=_JSON if content else None
+            ) as response:
+                code, raw = response.status, await response.read()
+        except _NOT_SENT as exc:
+            raise VenueUnavailable(self.name, f"not reached: {type(exc).__name__} {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = SubmitOutcomeUnknown if submit else VenueUnavailable
+            raise error(self.name, f"no reply: {type(exc).__name__} {exc}") from exc
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = {"error": raw[:200].decode(errors="replace") or f"HTTP {code}"}
+        if 200 <= code < 300 and isinstance(data, dict):
+            return data
+        reason = data.get("error", f"HTTP {code}") if isinstance(data, dict) else f"HTTP {code}"
+        if code in (400, 404, 422):
+            raise VenueRejected(self.name, reason)
+        if submit and code != 503:  # 503 means "not accepted"; anything else after sending may hide a fill
+            raise SubmitOutcomeUnknown(self.name, f"HTTP {code}: {reason}")
+        raise VenueUnavailable(self.name, f"HTTP {code}: {reason}")
+
+
+def connect_venues(
+    base_url: str, names: Iterable[str] = ("raydium", "meteora"), *, timeout_s: float = 2.0
+) -> dict[str, HttpVenue]:
+    """HTTP clients for the venues a venue server hosts, keyed by name like `build_venues`."""
+    return {name: HttpVenue(name, base_url, timeout_s=timeout_s) for name in names}

@@ -1,0 +1,185 @@
+"""Pure pricing: constant-product pools whose price drifts, so routing between venues is a real choice.
+
+Each venue holds one pool per unordered token pair. A pool quotes `out = r_out * a / (r_in + a)` with
+`a = amount_in * (1 - fee)`: price impact grows with size, a deeper pool suffers less of it, a lower fee wins
+small orders. Raydium is deep with a 25 bps fee; Meteora is shallower with a 20 bps base fee that rises with
+the pool's distance from the reference price (a nod to its dynamic fees). Which venue wins thus depends on
+the order's size and on where each pool has drifted.
+
+Drift is an Ornstein-Uhlenbeck walk of the log price around the reference (arbitrageurs pull it back),
+sampled exactly over the time elapsed since the pool was last touched, with one Gaussian draw from the
+caller's `random.Random`: the same seed and the same sequence of (pair, time) calls give the same prices.
+Drift moves the price at constant k; an executed swap moves the reserves themselves (and, like any swap,
+its price is later pulled back by the drift). No I/O, no clock: time is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+
+from .interface import Side
+
+# USD reference prices; cross rates (SOL/ETH, USDC/SOL, ...) are derived from them.
+REFERENCE_USD: dict[str, float] = {"SOL": 150.0, "USDC": 1.0, "ETH": 3000.0, "USDT": 1.0}
+STABLECOINS = frozenset({"USDC", "USDT"})
+STABLE_VOLATILITY_FACTOR = 0.1  # a stable/stable pool drifts ten times less
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """A venue's pool shape, the same for every pair it lists."""
+
+    fee_bps: float
+    depth_usd: float  # value of each side's reserve at the reference price
+    dynamic_fee_per_bps: float = 0.0  # extra fee bps per bps of distance from the reference price
+    max_fee_bps: float = 100.0
+    volatility_bps: float = 2.0  # std of the log price per sqrt(second): ~3 bps over a 2.5 s settlement
+    reversion_per_s: float = 0.02  # pull towards the reference: half-life ~35 s, stationary std 10 bps
+
+
+RAYDIUM = PoolSpec(fee_bps=25.0, depth_usd=4_000_000.0)
+METEORA = PoolSpec(fee_bps=20.0, depth_usd=1_500_000.0, dynamic_fee_per_bps=0.2)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """The outcome of a swap of `amount_in` against a pool, priced in quote per base, net of fees."""
+
+    amount_in: float
+    amount_out: float
+    price: float
+    fee_bps: float
+    price_impact_bps: float
+
+
+class Pool:
+    """A constant-product pool of `token_a` (reserve `reserve_a`) against `token_b`."""
+
+    __slots__ = ("reference", "reserve_a", "reserve_b", "spec", "token_a", "token_b", "volatility")
+
+    def __init__(
+        self, token_a: str, token_b: str, reserve_a: float, reserve_b: float, spec: PoolSpec
+    ) -> None:
+        self.token_a, self.token_b = token_a, token_b
+        self.reserve_a, self.reserve_b = reserve_a, reserve_b
+        self.spec = spec
+        self.reference = reserve_b / reserve_a  # b per a at creation: the price drift reverts to
+        stable = token_a in STABLECOINS and token_b in STABLECOINS
+        self.volatility = spec.volatility_bps / 1e4 * (STABLE_VOLATILITY_FACTOR if stable else 1.0)
+
+    def mid(self, base: str, quote: str) -> float:
+        """Marginal price in quote per base, fee excluded."""
+        r_base, r_quote = self._reserves(base, quote)
+        return r_quote / r_base
+
+    @property
+    def deviation_bps(self) -> float:
+        return abs(math.log(self.reserve_b / self.reserve_a / self.reference)) * 1e4
+
+    @property
+    def fee_bps(self) -> float:
+        dynamic = self.spec.dynamic_fee_per_bps * self.deviation_bps
+        return min(self.spec.fee_bps + dynamic, self.spec.max_fee_bps)
+
+    def preview(self, base: str, quote: str, side: Side, amount_in: float) -> Fill:
+        """Price a swap without moving the pool."""
+        if not (math.isfinite(amount_in) and amount_in > 0):
+            raise ValueError(f"amount_in must be a positive number, got {amount_in!r}")
+        r_base, r_quote = self._reserves(base, quote)
+        r_in, r_out = (r_base, r_quote) if side == "sell" else (r_quote, r_base)
+        fee_bps = self.fee_bps
+        net_in = amount_in * (1.0 - fee_bps / 1e4)
+        amount_out = r_out * net_in / (r_in + net_in)
+        price = amount_out / amount_in if side == "sell" else amount_in / amount_out
+        # Out-per-in rate lost to size alone: 1 - (out / net_in) / (r_out / r_in) = net_in / (r_in + net_in).
+        impact_bps = net_in / (r_in + net_in) * 1e4
+        return Fill(amount_in, amount_out, price, fee_bps, impact_bps)
+
+    def execute(self, base: str, quote: str, side: Side, fill: Fill) -> None:
+        """Move the reserves by a fill from `preview`; the fee stays in the pool (k grows)."""
+        token_in = base if side == "sell" else quote
+        if token_in == self.token_a:
+            self.reserve_a += fill.amount_in
+            self.reserve_b -= fill.amount_out
+        else:
+            self.reserve_b += fill.amount_in
+            self.reserve_a -= fill.amount_out
+
+    def drift(self, dt: float, z: float) -> None:
+        """Advance the log price by an exact OU step over `dt` seconds, `z` a standard normal draw."""
+        if dt <= 0:
+            return
+        kappa, sigma = self.spec.reversion_per_s, self.volatility
+        decay = math.exp(-kappa * dt)
+        std = sigma * math.sqrt((1 - decay * decay) / (2 * kappa)) if kappa > 0 else sigma * math.sqrt(dt)
+        self.shift(math.log(self.reserve_b / self.reserve_a / self.reference) * decay + std * z)
+
+    def shift(self, log_deviation: float) -> None:
+        """Set the price to `reference * exp(log_deviation)` at constant k (how arbitrage moves a pool)."""
+        k = self.reserve_a * self.reserve_b
+        price = self.reference * math.exp(log_deviation)
+        self.reserve_a = math.sqrt(k / price)
+        self.reserve_b = math.sqrt(k * price)
+
+    def _reserves(self, base: str, quote: str) -> tuple[float, float]:
+        if (base, quote) == (self.token_a, self.token_b):
+            return self.reserve_a, self.reserve_b
+        if (base, quote) == (self.token_b, self.token_a):
+            return self.reserve_b, self.reserve_a
+        raise KeyError(f"pool {self.token_a}/{self.token_b} does not trade {base}/{quote}")
+
+
+class PoolBook:
+    """One venue's pools, one per unordered pair of `tokens`, drifting lazily to the time they are read."""
+
+    def __init__(
+        self,
+        spec: PoolSpec,
+        tokens: Iterable[str],
+        rng: random.Random,
+        *,
+        reference_usd: Mapping[str, float] = REFERENCE_USD,
+        now: float = 0.0,
+    ) -> None:
+        tokens = sorted(dict.fromkeys(tokens))
+        missing = [t for t in tokens if t not in reference_usd]
+        if missing:
+            raise ValueError(
+                f"no reference price for {', '.join(missing)}; known: {', '.join(reference_usd)}"
+            )
+        self.spec = spec
+        self.tokens = tuple(tokens)
+        self._rng = rng
+        self._pools: dict[tuple[str, str], Pool] = {}
+        self._touched: dict[tuple[str, str], float] = {}
+        for a, b in combinations(self.tokens, 2):
+            pool = Pool(a, b, spec.depth_usd / reference_usd[a], spec.depth_usd / reference_usd[b], spec)
+            # Start somewhere in the stationary distribution so venues differ from the first quote.
+            stationary = (
+                pool.volatility / math.sqrt(2 * spec.reversion_per_s) if spec.reversion_per_s else 0.0
+            )
+            pool.shift(stationary * rng.gauss(0.0, 1.0))
+            self._pools[(a, b)] = pool
+            self._touched[(a, b)] = now
+
+    def pool(self, base: str, quote: str, now: float) -> Pool:
+        """The pool trading base/quote (either direction), drifted to `now`. KeyError if not listed."""
+        key = (base, quote) if base < quote else (quote, base)
+        pool = self._pools.get(key)
+        if pool is None or base == quote:
+            raise KeyError(f"{base}/{quote} is not listed")
+        elapsed = now - self._touched[key]
+        if elapsed > 0:
+            pool.drift(elapsed, self._rng.gauss(0.0, 1.0))
+            self._touched[key] = now
+        return pool
+
+    def lists(self, base: str, quote: str) -> bool:
+        return base != quote and ((base, quote) if base < quote else (quote, base)) in self._pools
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(self._pools)

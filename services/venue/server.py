@@ -1,0 +1,257 @@
+"""The venue as its own process: both simulated venues behind one small HTTP API.
+
+Running the venue apart from the router is what makes P4 testable: the router can be SIGKILLed right after
+a submit while the venue keeps its ledger, and the restarted router reconciles by client order id.
+
+    POST /venues/{name}/quote                 {base, quote, side, amount_in}          -> VenueQuote
+    POST /venues/{name}/submit                {client_order_id, base, quote, side, amount_in, limit_price}
+                                                                                      -> SubmitReceipt
+    GET  /venues/{name}/swaps/{id}                                                    -> SwapStatus
+    POST /venues/{name}/swaps:batch-status    {client_order_ids: [...]}              -> {swaps: [SwapStatus]}
+    GET  /venues/{name}/settlements           NDJSON stream: one SwapStatus per line as swaps settle
+    GET  /venues/{name}/ledger                (inspection for tests: size, pending, max entries per id)
+    GET  /health
+
+The settlement feed spares a router from polling thousands of pending swaps. It is a convenience, not a
+record: a settlement made while nobody listens (a router restarting, a feed that fell behind and was cut)
+is not replayed, so a router still reconciles what it submitted with `swaps:batch-status`.
+
+Errors are `{"error": reason, "kind": ...}`: 503 `unavailable` (not served, retry), 504 `outcome_unknown`
+(accepted but the reply is deliberately lost: reconcile by status), 400 `rejected`, 404 unknown venue.
+Run: `python -m services.venue.server` (configuration: `VENUE_*`, tokens: `OEE_TOKENS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from . import wire
+from .config import VenueConfig, build_venues
+from .interface import SubmitOutcomeUnknown, SwapStatus, Venue, VenueRejected, VenueUnavailable
+from .simulator import SimulatedVenue
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 10_000
+KEEP_ALIVE_S = 30  # above the client's idle timeout (15 s): the client always closes an idle connection first
+FEED_BUFFER = 100_000  # settlements queued for one slow feed reader before its stream is cut
+FEED_HEARTBEAT_S = 5.0  # an empty line on an idle feed, so both ends notice a dead connection
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class UnknownVenue(LookupError):
+    pass
+
+
+def create_app(
+    venues: Mapping[str, Venue] | None = None,
+    *,
+    config: VenueConfig | None = None,
+    tokens: Iterable[str] = ("SOL", "USDC", "ETH", "USDT"),
+) -> Starlette:
+    """An app serving `venues` (owned by the caller), or venues built from `config` at startup (owned)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = venues is None
+        app.state.venues = (
+            dict(venues) if venues is not None else build_venues(config or VenueConfig.from_env(), tokens)
+        )
+        for venue in app.state.venues.values():
+            if isinstance(venue, SimulatedVenue):
+                venue.start()
+                log.info(
+                    "venue %s up (seed %s, %d swaps in ledger)", venue.name, venue.seed, len(venue.ledger)
+                )
+        try:
+            yield
+        finally:
+            if owned:
+                for venue in app.state.venues.values():
+                    await venue.aclose()
+
+    routes = [
+        Route("/health", health),
+        Route("/venues/{name}/quote", quote, methods=["POST"]),
+        Route("/venues/{name}/submit", submit, methods=["POST"]),
+        Route("/venues/{name}/swaps:batch-status", batch_status, methods=["POST"]),
+        Route("/venues/{name}/swaps/{client_order_id}", status),
+        Route("/venues/{name}/settlements", settlements),
+        Route("/venues/{name}/ledger", ledger),
+    ]
+    handlers: Mapping[Any, Any] = {
+        VenueUnavailable: _error(503, "unavailable"),
+        SubmitOutcomeUnknown: _error(504, "outcome_unknown"),
+        VenueRejected: _error(400, "rejected"),
+        wire.BadRequest: _error(400, "rejected"),
+        UnknownVenue: _error(404, "unknown_venue"),
+    }
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "venues": sorted(request.app.state.venues)})
+
+
+async def quote(request: Request) -> Response:
+    venue, body = _venue(request), await _body(request)
+    q = await venue.quote(
+        wire.text(body, "base"), wire.text(body, "quote"), wire.side(body), wire.number(body, "amount_in")
+    )
+    return JSONResponse(q)
+
+
+async def submit(request: Request) -> Response:
+    venue, body = _venue(request), await _body(request)
+    receipt = await venue.submit(
+        wire.text(body, "client_order_id"),
+        wire.text(body, "base"),
+        wire.text(body, "quote"),
+        wire.side(body),
+        wire.number(body, "amount_in"),
+        wire.number(body, "limit_price"),
+    )
+    return JSONResponse(receipt)
+
+
+async def status(request: Request) -> Response:
+    return JSONResponse(await _venue(request).status(request.path_params["client_order_id"]))
+
+
+async def batch_status(request: Request) -> Response:
+    venue, body = _venue(request), await _body(request)
+    ids = body.get("client_order_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > MAX_BATCH:
+        raise wire.BadRequest(f"client_order_ids must be a list of at most {MAX_BATCH} strings")
+    return JSONResponse({"swaps": await venue.status_many(ids)})
+
+
+async def settlements(request: Request) -> Response:
+    venue = _venue(request)
+    if not isinstance(venue, SimulatedVenue):
+        raise UnknownVenue(f"{venue.name} has no settlement feed")
+    queue: asyncio.Queue[SwapStatus] = asyncio.Queue(FEED_BUFFER)
+    cut = False
+
+    def push(status: SwapStatus) -> None:
+        nonlocal cut
+        try:
+            queue.put_nowait(status)
+        except asyncio.QueueFull:
+            cut = True  # the reader fell behind: end its stream; it reconnects and reconciles
+
+    unsubscribe = venue.on_settled(push)
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                try:
+                    first = await asyncio.wait_for(queue.get(), FEED_HEARTBEAT_S)
+                except TimeoutError:
+                    yield b"\n"
+                    continue
+                batch = [first] + [queue.get_nowait() for _ in range(min(queue.qsize(), 1_000))]
+                yield b"".join(orjson.dumps(s) + b"\n" for s in batch)
+                if cut and queue.empty():
+                    log.warning(
+                        "settlement feed of %s cut: its reader fell %d behind", venue.name, FEED_BUFFER
+                    )
+                    return
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+async def ledger(request: Request) -> Response:
+    venue = _venue(request)
+    if not isinstance(venue, SimulatedVenue):
+        raise UnknownVenue(f"{venue.name} has no inspectable ledger")
+    body: dict[str, Any] = {
+        "size": len(venue.ledger),
+        "pending": venue.pending_count,
+        "max_entries_per_id": venue.ledger.max_entries(),
+    }
+    if request.query_params.get("detail") == "1":  # every swap: for drills and tests, not for hot paths
+        body["swaps"] = {
+            r.receipt.client_order_id: {
+                "state": r.state,
+                "tx_hash": r.receipt.tx_hash,
+                "executed_price": r.executed_price,
+                "executions": venue.ledger.settlements(r.receipt.client_order_id)
+                if r.state == "confirmed"
+                else 0,
+                "settlements": venue.ledger.settlements(r.receipt.client_order_id),
+            }
+            for r in venue.ledger.records()
+        }
+    return JSONResponse(body)
+
+
+def _venue(request: Request) -> Venue:
+    name = request.path_params["name"]
+    venue = request.app.state.venues.get(name)
+    if venue is None:
+        raise UnknownVenue(f"no venue named {name!r}")
+    return venue  # type: ignore[no-any-return]
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise wire.BadRequest("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise wire.BadRequest("body must be a JSON object")
+    return body
+
+
+def _error(code: int, kind: str) -> Any:
+    async def handler(request: Request, exc: Exception) -> Response:
+        reason = (
+            exc.reason
+            if isinstance(exc, VenueUnavailable | SubmitOutcomeUnknown | VenueRejected)
+            else str(exc)
+        )
+        return JSONResponse({"error": reason, "kind": kind}, status_code=code)
+
+    return handler
+
+
+def main() -> None:
+    import uvicorn
+
+    from services.config import load
+
+    settings = load()
+    config = VenueConfig.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(config=config, tokens=settings.tokens)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=3,  # settlement feeds never end on their own
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""A simulated venue: pool-priced quotes, an idempotent ledger, settlement after a latency, seedable faults.
+
+Submitting accepts the swap at once and puts its settlement on a `DueQueue` (a heap drained by one task),
+so 10,000 pending swaps cost 10,000 small records, not 10,000 sleeping tasks. At settlement the price comes
+from the pool *then* (drift and other swaps may have moved it) and is checked against the limit.
+
+Faults, all drawn from seeded generators (separate streams for pools, faults and latency, so turning one
+knob does not reshuffle the others): `failure_rate` — a quote or submit is not served (`VenueUnavailable`,
+nothing accepted); `execution_failure_rate` — an accepted swap settles `failed` with a venue error;
+`drop_reply_rate` — a submit is accepted but the caller gets `SubmitOutcomeUnknown`, as when a reply is lost
+on the wire; `status_delay_s` — an accepted swap reads `unknown` for a while (an RPC node behind the leader).
+A router survives all of them only by reconciling with `status`, never by submitting a new swap blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from .clock import Clock, SystemClock
+from .interface import (
+    SIDES,
+    Side,
+    SubmitOutcomeUnknown,
+    SubmitReceipt,
+    SwapStatus,
+    VenueQuote,
+    VenueRejected,
+    VenueUnavailable,
+)
+from .ledger import Ledger, SwapRecord, tx_hash
+from .pool import REFERENCE_USD, PoolBook, PoolSpec
+from .timers import DueQueue
+
+log = logging.getLogger(__name__)
+
+Latency = float | tuple[float, float]  # seconds, fixed or uniform in [low, high]
+VENUE_ERRORS = (
+    "transaction expired: blockhash not found",
+    "compute budget exceeded",
+    "pool account write lock contention",
+)
+
+
+class SimulatedVenue:
+    """One venue (Raydium or Meteora) in memory; implements `services.venue.interface.Venue`."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: PoolSpec,
+        tokens: Iterable[str],
+        *,
+        seed: int | str | None = None,
+        reference_usd: Mapping[str, float] = REFERENCE_USD,
+        quote_latency_s: Latency = 0.0,
+        execution_latency_s: Latency = (2.0, 3.0),
+        failure_rate: float = 0.0,
+        execution_failure_rate: float = 0.0,
+        drop_reply_rate: float = 0.0,
+        status_delay_s: float = 0.0,
+        adverse_move_bps: float = 0.0,
+        clock: Clock | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.name = name
+        self.seed = random.SystemRandom().randrange(1 << 63) if seed is None else seed
+        self.quote_latency_s = _latency(quote_latency_s)
+        self.execution_latency_s = _latency(execution_latency_s)
+        self.failure_rate = _rate("failure_rate", failure_rate)
+        self.execution_failure_rate = _rate("execution_failure_rate", execution_failure_rate)
+        self.drop_reply_rate = _rate("drop_reply_rate", drop_reply_rate)
+        self.status_delay_s = status_delay_s
+        # The market moving against every swap between its quote and its execution (slippage drills).
+        self.adverse_move = adverse_move_bps / 10_000
+        self._clock: Clock = clock or SystemClock()
+        rng = random.Random(f"{self.seed}:{name}:pools")
+        self.pools = PoolBook(spec, tokens, rng, reference_usd=reference_usd, now=self._clock.now())
+        self._faults = random.Random(f"{self.seed}:{name}:faults")
+        self._latency_rng = random.Random(f"{self.seed}:{name}:latency")
+        self.ledger = ledger if ledger is not None else Ledger()  # an empty ledger is falsy
+        self._due = DueQueue(self._clock, self._settle, name=f"venue-{name}-settlement")
+        self._listeners: list[Callable[[SwapStatus], None]] = []
+        self._waiters: dict[str, list[asyncio.Future[SwapStatus]]] = {}
+        self._closed = False
+        for record in self.ledger.pending():  # replayed from a journal: settle them as soon as we run
+            self._due.schedule(record.receipt.client_order_id, self._clock.now())
+
+    # --- the Venue interface ---------------------------------------------------------------------------
+
+    async def quote(self, base: str, quote: str, side: Side, amount_in: float) -> VenueQuote:
+        self._check(base, quote, side, amount_in)
+        await self._delay(self.quote_latency_s)
+        if self._fault(self.failure_rate):
+            raise VenueUnavailable(self.name, "simulated outage: quote not served")
+        fill = self.pools.pool(base, quote, self._clock.now()).preview(base, quote, side, amount_in)
+        return VenueQuote(
+            venue=self.name,
+            base=base,
+            quote=quote,
+            side=side,
+            price=fill.price,
+            fee_bps=fill.fee_bps,
+            amount_in=amount_in,
+            amount_out=fill.amount_out,
+            price_impact_bps=fill.price_impact_bps,
+            quoted_at=self._clock.utcnow(),
+        )
+
+    async def submit(
+        self, client_order_id: str, base: str, quote: str, side: Side, amount_in: float, limit_price: float
+    ) -> SubmitReceipt:
+        self._check(base, quote, side, amount_in)
+        if not client_order_id or not (math.isfinite(limit_price) and limit_price > 0):
+            raise VenueRejected(self.name, "client_order_id and a positive limit_price are required")
+        self.start()
+        await self._delay(self.quote_latency_s)
+        if self._fault(self.failure_rate):
+            raise VenueUnavailable(self.name, "simulated outage: submit not accepted")
+        # No await between the lookup and the insert: concurrent duplicates cannot both miss.
+        record = self.ledger.get(client_order_id)
+        if record is None:
+            record = self._accept(client_order_id, base, quote, side, amount_in, limit_price)
+        if self._fault(self.drop_reply_rate):
+            raise SubmitOutcomeUnknown(self.name, f"reply to submit {client_order_id} lost after acceptance")
+        return record.receipt
+
+    async def status(self, client_order_id: str) -> SwapStatus:
+        record = self.ledger.get(client_order_id)
+        if record is None or self._clock.now() < record.visible_at:
+            return SwapStatus(self.name, client_order_id, "unknown")
+        return record.status()
+
+    async def status_many(self, client_order_ids: Sequence[str]) -> list[SwapStatus]:
+        return [await self.status(cid) for cid in client_order_ids]
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._due.aclose()
+        for futures in self._waiters.values():
+            for future in futures:
+                future.cancel()
+        self._waiters.clear()
+        self.ledger.close()
+
+    async def __aenter__(self) -> SimulatedVenue:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- settlement notifications and inspection -----------------------------------------------------
+
+    def on_settled(self, callback: Callable[[SwapStatus], None]) -> Callable[[], None]:
+        """Call `callback(status)` at every settlement (in the event loop); returns an unsubscriber."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    async def wait_settled(self, client_order_id: str) -> SwapStatus:
+        """Wait for an accepted swap's terminal status (KeyError if never accepted)."""
+        record = self.ledger.get(client_order_id)
+        if record is None:
+            raise KeyError(client_order_id)
+        if record.state != "pending":
+            return record.status()
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(client_order_id, []).append(future)
+        return await future
+
+    def ledger_count(self, client_order_id: str) -> int:
+        """Ledger entries written for this id: 0 or 1 if the at-most-once rule holds."""
+        return self.ledger.entries(client_order_id)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._due)
+
+    def start(self) -> None:
+        """Start the settlement task (needs a running loop; `submit` calls it for you)."""
+        if self._closed:
+            raise VenueUnavailable(self.name, "venue closed")
+        self._due.start()
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _check(self, base: str, quote: str, side: Side, amount_in: float) -> None:
+        if side not in SIDES:
+            raise VenueRejected(self.name, f"side must be buy or sell, got {side!r}")
+        if not (isinstance(amount_in, int | float) and math.isfinite(amount_in) and amount_in > 0):
+            raise VenueRejected(self.name, f"amount_in must be a positive number, got {amount_in!r}")
+        if not self.pools.lists(base, quote):
+            raise VenueRejected(self.name, f"{base}/{quote} is not listed")
+
+    def _accept(
+        self, client_order_id: str, base: str, quote: str, side: Side, amount_in: float, limit_price: float
+    ) -> SwapRecord:
+        receipt = SubmitReceipt(
+            venue=self.name,
+            client_order_id=client_order_id,
+            tx_hash=tx_hash(self.seed, self.name, client_order_id),
+            base=base,
+            quote=quote,
+            side=side,
+            amount_in=float(amount_in),
+            limit_price=float(limit_price),
+            accepted_at=self._clock.utcnow(),
+        )
+        now = self._clock.now()
+        record = self.ledger.accept(receipt, visible_at=now + self.status_delay_s)
+        self._due.schedule(client_order_id, now + self._draw(self.execution_latency_s))
+        return record
+
+    def _settle(self, client_order_id: str) -> None:
+        record = self.ledger.get(client_order_id)
+        if record is None or record.state != "pending":
+            return
+        r, at = record.receipt, self._clock.utcnow()
+        try:
+            if self._fault(self.execution_failure_rate):
+                reason = f"venue error: {self._faults.choice(VENUE_ERRORS)}"
+                self.ledger.settle(record, "failed", at, reason=reason)
+            else:
+                pool = self.pools.pool(r.base, r.quote, self._clock.now())
+                fill = pool.preview(r.base, r.quote, r.side, r.amount_in)
+                price = fill.price * (1 - self.adverse_move if r.side == "sell" else 1 + self.adverse_move)
+                if price < r.limit_price if r.side == "sell" else price > r.limit_price:
+                    op = "<" if r.side == "sell" else ">"
+                    reason = f"slippage exceeded: executed {price:.8g} {op} limit {r.limit_price:.8g}"
+                    self.ledger.settle(record, "failed", at, reason=reason)
+                else:
+                    pool.execute(r.base, r.quote, r.side, fill)
+                    amount_out = fill.amount_out
+                    if self.adverse_move:
+                        amount_out = r.amount_in * price if r.side == "sell" else r.amount_in / price
+                    self.ledger.settle(record, "confirmed", at, price, amount_out)
+        except Exception as exc:  # a bug must not leave the swap pending forever: fail it, loudly
+            log.exception("settling %s on %s", client_order_id, self.name)
+            if record.state == "pending":
+                self.ledger.settle(record, "failed", at, reason=f"venue internal error: {exc!r}")
+        status = record.status()
+        for callback in list(self._listeners):
+            try:
+                callback(status)
+            except Exception:
+                log.exception("on_settled callback failed for %s", client_order_id)
+        for future in self._waiters.pop(client_order_id, ()):
+            if not future.done():
+                future.set_result(status)
+
+    def _fault(self, rate: float) -> bool:
+        return rate > 0.0 and self._faults.random() < rate
+
+    def _draw(self, latency: tuple[float, float]) -> float:
+        low, high = latency
+        return low if low == high else self._latency_rng.uniform(low, high)
+
+    async def _delay(self, latency: tuple[float, float]) -> None:
+        if latency[1] > 0:
+            await self._clock.sleep(self._draw(latency))
+
+
+def _latency(value: Latency) -> tuple[float, float]:
+    low, high = value if isinstance(value, tuple) else (value, value)
+    if not 0 <= low <= high:
+        raise ValueError(f"latency must be s or (low, high) with 0 <= low <= high, got {value!r}")
+    return float(low), float(high)
+
+
+def _rate(label: str, rate: float) -> float:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{label} must be a probability within 0..1, got {rate}")
+    return rate

@@ -1,0 +1,283 @@
+"""The venue over HTTP: the server and `HttpVenue` keep the interface, and a lost reply stays "unknown".
+
+Every test talks over a real loopback socket: uvicorn serving the venue app, or a raw asyncio server that
+misbehaves on purpose (never answers, hangs up, answers 500) to pin down what each failure means to a caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+
+from services.venue.client import HttpVenue
+from services.venue.clock import ManualClock
+from services.venue.interface import (
+    SubmitOutcomeUnknown,
+    Venue,
+    VenueRejected,
+    VenueUnavailable,
+)
+from services.venue.pool import METEORA, RAYDIUM
+from services.venue.server import create_app
+from services.venue.simulator import SimulatedVenue
+
+TOKENS = ("SOL", "USDC", "ETH", "USDT")
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def cid() -> str:
+    return f"order-{uuid.uuid4()}"
+
+
+@contextlib.asynccontextmanager
+async def simulated(**kwargs: Any) -> AsyncIterator[dict[str, SimulatedVenue]]:
+    kwargs.setdefault("seed", 3)
+    kwargs.setdefault("execution_latency_s", 0.0)
+    sims = {
+        "raydium": SimulatedVenue("raydium", RAYDIUM, TOKENS, **kwargs),
+        "meteora": SimulatedVenue("meteora", METEORA, TOKENS, **kwargs),
+    }
+    try:
+        yield sims
+    finally:
+        for sim in sims.values():
+            await sim.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """uvicorn on 127.0.0.1 with an ephemeral port. The socket listens before the server task runs, so a
+    client's first connect queues instead of racing the startup: no readiness polling. The explicit
+    IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose `proto` says TCP, and without it
+    every reply waits ~40 ms on Nagle and delayed ACKs."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[str]:
+    """A TCP server that reads one request and then does what `handler` says."""
+    release = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await handler(reader, writer)
+            await release.wait()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_round_trip_keeps_the_interface() -> None:
+    clock = ManualClock()
+    async with simulated(execution_latency_s=5.0, clock=clock) as sims, serving(create_app(sims)) as url:
+        async with HttpVenue("raydium", url) as raydium, HttpVenue("meteora", url) as meteora:
+            assert isinstance(raydium, Venue)
+            local = await sims["raydium"].quote("SOL", "USDC", "sell", 2.0)
+            assert await raydium.quote("SOL", "USDC", "sell", 2.0) == local  # same pool, same (manual) time
+            order = cid()
+            receipt = await raydium.submit(order, "SOL", "USDC", "sell", 2.0, 100.0)
+            assert receipt == await raydium.submit(order, "SOL", "USDC", "sell", 2.0, 100.0)
+            assert (await raydium.status(order)).state == "pending"
+            clock.advance(5.0)
+            settled = await sims["raydium"].wait_settled(order)
+            assert await raydium.status(order) == settled and settled.state == "confirmed"
+            batch = await raydium.status_many([order, cid()])
+            assert [s.state for s in batch] == ["confirmed", "unknown"] and batch[0] == settled
+            assert await raydium.ledger_stats() == {"size": 1, "pending": 0, "max_entries_per_id": 1}
+            assert (await meteora.status(order)).state == "unknown"  # one ledger per venue
+
+
+async def test_health_lists_the_venues() -> None:
+    async with simulated() as sims, serving(create_app(sims)) as url, aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/health") as reply:
+            assert reply.status == 200
+            assert await reply.json() == {"status": "ok", "venues": ["meteora", "raydium"]}
+
+
+async def test_outage_is_a_503_and_venue_unavailable() -> None:
+    async with simulated(failure_rate=1.0) as sims, serving(create_app(sims)) as url:
+        async with HttpVenue("meteora", url) as meteora:
+            with pytest.raises(VenueUnavailable, match="simulated outage"):
+                await meteora.quote("SOL", "USDC", "buy", 100.0)
+            order = cid()
+            with pytest.raises(VenueUnavailable, match="HTTP 503"):
+                await meteora.submit(order, "SOL", "USDC", "buy", 100.0, 200.0)
+            assert sims["meteora"].ledger_count(order) == 0
+
+
+async def test_dropped_reply_is_outcome_unknown_and_status_has_the_truth() -> None:
+    async with simulated(drop_reply_rate=1.0) as sims, serving(create_app(sims)) as url:
+        async with HttpVenue("raydium", url) as raydium:
+            order = cid()
+            with pytest.raises(SubmitOutcomeUnknown, match="HTTP 504"):
+                await raydium.submit(order, "SOL", "USDC", "sell", 1.0, 1.0)
+            await sims["raydium"].wait_settled(order)
+            assert (await raydium.status(order)).state == "confirmed"
+            assert sims["raydium"].ledger_count(order) == 1
+
+
+async def test_bad_requests_are_rejected_not_retried() -> None:
+    async with simulated() as sims, serving(create_app(sims)) as url:
+        async with HttpVenue("raydium", url) as raydium, HttpVenue("orca", url) as ghost:
+            with pytest.raises(VenueRejected, match="not listed"):
+                await raydium.quote("SOL", "BONK", "sell", 1.0)
+            with pytest.raises(VenueRejected, match="amount_in"):
+                await raydium.submit(cid(), "SOL", "USDC", "sell", -1.0, 1.0)
+            with pytest.raises(VenueRejected, match="no venue named"):
+                await ghost.quote("SOL", "USDC", "sell", 1.0)
+
+
+class HoldSubmitReplies:
+    """ASGI middleware: lets a submit execute, then holds its reply until `release` is set."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/submit"):
+            await self.app(scope, receive, send)
+            return
+
+        async def hold_then_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.held.set()
+                await self.release.wait()
+            await send(message)
+
+        await self.app(scope, receive, hold_then_send)
+
+
+async def test_a_reply_lost_to_a_timeout_is_reconciled_by_status() -> None:
+    async with simulated() as sims:
+        app = HoldSubmitReplies(create_app(sims))
+        async with serving(app) as url, HttpVenue("raydium", url, timeout_s=0.3) as raydium:
+            try:
+                quote = await raydium.quote("SOL", "USDC", "sell", 1.0)
+                order = cid()
+                with pytest.raises(SubmitOutcomeUnknown, match="SocketTimeoutError"):
+                    await raydium.submit(order, "SOL", "USDC", "sell", 1.0, quote.price * 0.99)
+                assert app.held.is_set()  # the venue did accept it: only the reply was lost
+                settled = await sims["raydium"].wait_settled(order)
+                assert await raydium.status(order) == settled and settled.state == "confirmed"
+                assert sims["raydium"].ledger_count(order) == 1
+                assert (await raydium.ledger_stats())["max_entries_per_id"] == 1
+            finally:
+                app.release.set()
+
+
+async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    pass  # raw_server then waits for the end of the test
+
+
+async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    raise ConnectionError("hang up")
+
+
+def answer(status: str) -> Handler:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        raise ConnectionError("done")
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("handler", "on_submit", "match"),
+    [
+        (never_answer, SubmitOutcomeUnknown, "no reply"),
+        (hang_up, SubmitOutcomeUnknown, "ServerDisconnected"),
+        (answer("500 Internal Server Error"), SubmitOutcomeUnknown, "HTTP 500"),
+        (answer("502 Bad Gateway"), SubmitOutcomeUnknown, "HTTP 502"),
+        (answer("503 Service Unavailable"), VenueUnavailable, "HTTP 503"),
+    ],
+    ids=["never-answers", "hangs-up", "500", "502", "503"],
+)
+async def test_what_each_failure_means_to_the_caller(handler: Handler, on_submit: type, match: str) -> None:
+    async with raw_server(handler) as url, HttpVenue("raydium", url, timeout_s=0.2) as venue:
+        with pytest.raises(on_submit, match=match):
+            await venue.submit(cid(), "SOL", "USDC", "sell", 1.0, 1.0)
+        with pytest.raises(VenueUnavailable):  # reads are safe to repeat: always "unavailable"
+            await venue.quote("SOL", "USDC", "sell", 1.0)
+        with pytest.raises(VenueUnavailable):
+            await venue.status(cid())
+
+
+async def test_an_unreachable_server_is_venue_unavailable() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nobody listens there now
+    async with HttpVenue("raydium", f"http://127.0.0.1:{port}", timeout_s=1.0) as venue:
+        with pytest.raises(VenueUnavailable, match="not reached"):
+            await venue.submit(cid(), "SOL", "USDC", "sell", 1.0, 1.0)
+
+
+async def test_the_settlement_feed_pushes_each_settlement_once() -> None:
+    clock = ManualClock()
+    async with simulated(clock=clock, execution_latency_s=1.0) as sims, serving(create_app(sims)) as url:
+        sim = sims["meteora"]
+        subscribed, unsubscribed = asyncio.Event(), asyncio.Event()
+        subscribe = sim.on_settled
+
+        def spy(callback: Any) -> Callable[[], None]:
+            unsubscribe = subscribe(callback)
+            subscribed.set()
+            return lambda: (unsubscribe(), unsubscribed.set())
+
+        sim.on_settled = spy  # type: ignore[method-assign]
+        async with HttpVenue("meteora", url) as meteora:
+            orders = [cid() for _ in range(50)]
+            for order in orders:
+                await meteora.submit(order, "SOL", "USDC", "buy", 150.0, 1e6)
+            seen: list[str] = []
+            all_seen = asyncio.Event()
+
+            async def follow() -> None:
+                async for status in meteora.follow_settlements():
+                    assert status.state == "confirmed"
+                    seen.append(status.client_order_id)
+                    if len(seen) == len(orders):
+                        all_seen.set()
+
+            follower = asyncio.create_task(follow())
+            await subscribed.wait()
+            clock.advance(1.0)
+            await all_seen.wait()
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            assert sorted(seen) == sorted(orders)
+        await unsubscribed.wait()  # the server noticed the reader left and dropped its subscription
