@@ -1,0 +1,63 @@
+"""The ingress's own settings, read from `INGRESS_*` variables (the shared ones come from `services.config`).
+
+`INGRESS_ENV_VARS` documents every variable with its default in the same shape as `services.config.ENV_VARS`
+so the project-wide list can include it. A malformed value raises `ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.config import ConfigError
+
+INGRESS_ENV_VARS: dict[str, tuple[str, str]] = {
+    "INGRESS_MAX_BODY_BYTES": ("16384", "largest accepted request body; larger answers 413"),
+    "INGRESS_SEND_TIMEOUT_MS": ("5000", "overall deadline for the broker's ack of one order; then 503"),
+    "INGRESS_REQUEST_TIMEOUT_MS": ("4000", "producer request_timeout_ms (also how long a batch may wait)"),
+    "INGRESS_LINGER_MS": ("2", "producer linger_ms: how long a batch waits for more orders"),
+    "INGRESS_RETRY_AFTER_S": ("1", "Retry-After seconds on 503 and 409 answers"),
+    "INGRESS_IDEMPOTENCY_TTL_S": ("86400", "how long an Idempotency-Key is remembered (at least 24 h)"),
+    "INGRESS_IDEMPOTENCY_MAX_KEYS": ("100000", "most keys remembered; the oldest are forgotten first"),
+    "INGRESS_READY_TIMEOUT_MS": ("2000", "deadline of each /ready check (broker metadata, SELECT 1)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IngressOptions:
+    """Tunables of the HTTP ingress. The defaults suit production; tests shrink some of them."""
+
+    max_body_bytes: int = 16 * 1024
+    send_timeout_s: float = 5.0
+    request_timeout_ms: int = 4000
+    linger_ms: int = 2
+    retry_after_s: int = 1
+    idempotency_ttl_s: float = 86_400.0
+    idempotency_max_keys: int = 100_000
+    ready_timeout_s: float = 2.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IngressOptions:
+        env = os.environ if env is None else env
+        return cls(
+            max_body_bytes=_int(env, "INGRESS_MAX_BODY_BYTES", 64, 64 * 1024 * 1024),
+            send_timeout_s=_int(env, "INGRESS_SEND_TIMEOUT_MS", 1, 600_000) / 1000,
+            request_timeout_ms=_int(env, "INGRESS_REQUEST_TIMEOUT_MS", 100, 600_000),
+            linger_ms=_int(env, "INGRESS_LINGER_MS", 0, 1000),
+            retry_after_s=_int(env, "INGRESS_RETRY_AFTER_S", 0, 3600),
+            idempotency_ttl_s=float(_int(env, "INGRESS_IDEMPOTENCY_TTL_S", 1, 30 * 86_400)),
+            idempotency_max_keys=_int(env, "INGRESS_IDEMPOTENCY_MAX_KEYS", 1, 100_000_000),
+            ready_timeout_s=_int(env, "INGRESS_READY_TIMEOUT_MS", 10, 60_000) / 1000,
+        )
+
+
+def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
+    raw = env.get(name, "") or INGRESS_ENV_VARS[name][0]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside {low}..{high}")
+    return value

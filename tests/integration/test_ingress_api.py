@@ -1,0 +1,307 @@
+"""The ingress against the real broker and database: a 201 means the order is in the intake topic.
+
+Also: the seed's Postman requests get the statuses its clients expect, every validation rule is a 400 that
+writes nothing, a send past its deadline is never a 201, and a down broker gives 503 while /health stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from starlette.applications import Starlette
+
+from events.codec import decode
+from events.topics import Topics
+from events.types import OrderRequested
+from services.config import Settings
+from services.ingress.app import create_app
+from services.ingress.options import IngressOptions
+
+pytestmark = pytest.mark.integration
+
+URL = "/api/orders/execute"
+# The bodies of the seed's Postman collection, verbatim.
+SEED_SELL_SOL = {
+    "baseToken": "SOL",
+    "quoteToken": "USDC",
+    "side": "sell",
+    "amountIn": 1.5,
+    "slippageBps": 100,
+}
+SEED_BUY_SOL = {"baseToken": "SOL", "quoteToken": "USDC", "side": "buy", "amountIn": 100, "slippageBps": 150}
+SEED_ETH_USDT = {
+    "baseToken": "ETH",
+    "quoteToken": "USDT",
+    "side": "sell",
+    "amountIn": 0.5,
+    "slippageBps": 200,
+}
+SEED_MISSING_FIELDS = {"baseToken": "SOL", "side": "buy"}
+SEED_WRONG_SIDE = {"baseToken": "SOL", "quoteToken": "USDC", "side": "invalid", "amountIn": 1.0}
+SEED_CONCURRENT = {
+    "baseToken": "SOL",
+    "quoteToken": "USDC",
+    "side": "sell",
+    "amountIn": 0.25,
+    "slippageBps": 100,
+}
+
+
+def settings_for(infra: Settings, topics: Topics) -> Settings:
+    return dataclasses.replace(infra, topic_prefix=topics.requests.removesuffix("orders.requests"))
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, options: IngressOptions | None = None, *, connected: bool = True
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app with its lifespan running (producer, db pool), and a client talking ASGI to it."""
+    app = create_app(settings, options=options or IngressOptions())
+    async with app.router.lifespan_context(app):
+        if connected:
+            await asyncio.wait_for(app.state.publisher.wait_connected(), 30)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ingress"
+        ) as client:
+            yield app, client
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, options: IngressOptions | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a running app whose producer is connected."""
+    async with serving(settings, options) as (_, client):
+        yield client
+
+
+async def read_topic(
+    settings: Settings, topic: str, partitions: int = 3
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` up to its current end, read_committed (`topics` topics have 3 partitions)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        async with asyncio.timeout(30):
+            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def assert_logged(records: list[ConsumerRecord[bytes, bytes]], answer: dict[str, Any]) -> OrderRequested:
+    """The record the 201 `answer` points at is the order's OrderRequested, keyed and typed."""
+    pos = answer["position"]
+    [record] = [
+        r
+        for r in records
+        if (r.topic, r.partition, r.offset) == (pos["topic"], pos["partition"], pos["offset"])
+    ]
+    event = decode(record.value)
+    assert isinstance(event, OrderRequested)
+    assert (event.order_id, event.seq, event.causation_id) == (answer["orderId"], 1, None)
+    assert record.key == answer["orderId"].encode()
+    assert dict(record.headers)["type"] == b"OrderRequested"
+    return event
+
+
+async def test_a_201_order_is_in_the_intake_topic(infra: Settings, topics: Topics) -> None:
+    settings = settings_for(infra, topics)
+    async with running(settings) as client:
+        sell = await client.post(URL, json=SEED_SELL_SOL)
+        buy = await client.post(URL, json=SEED_BUY_SOL)
+    assert (sell.status_code, buy.status_code) == (201, 201)
+    records = await read_topic(settings, topics.requests)
+    assert len(records) == 2
+    sold = assert_logged(records, sell.json())
+    bought = assert_logged(records, buy.json())
+    assert sell.json()["position"]["topic"] == topics.requests
+    assert (sold.data.side, sold.data.amount_in, sold.data.slippage_bps) == ("sell", 1.5, 100)
+    assert (bought.data.side, bought.data.amount_in, bought.data.slippage_bps) == ("buy", 100.0, 150)
+    assert (bought.data.base_token, bought.data.quote_token, bought.data.order_type) == (
+        "SOL",
+        "USDC",
+        "market",
+    )
+
+
+async def test_the_seed_clients_requests_get_the_statuses_they_expect(
+    infra: Settings, topics: Topics
+) -> None:
+    async with running(settings_for(infra, topics)) as client:
+        health = await client.get("/health")
+        assert (health.status_code, health.json()["status"]) == (200, "ok")
+        for body in (SEED_SELL_SOL, SEED_BUY_SOL, SEED_ETH_USDT):
+            r = await client.post(URL, json=body, headers={"Content-Type": "application/json"})
+            answer = r.json()
+            assert r.status_code == 201 and answer["status"] == "pending"
+            assert isinstance(answer["orderId"], str) and answer["wsUrl"] == f"/ws/orders/{answer['orderId']}"
+        for invalid in (SEED_MISSING_FIELDS, SEED_WRONG_SIDE):
+            r = await client.post(URL, json=invalid)
+            assert r.status_code == 400 and r.json()["error"]
+        concurrent = await asyncio.gather(*(client.post(URL, json=SEED_CONCURRENT) for _ in range(5)))
+        assert [r.status_code for r in concurrent] == [201] * 5
+        assert len({r.json()["orderId"] for r in concurrent}) == 5
+        ready = await client.get("/ready")
+        assert (ready.status_code, ready.json()) == (
+            200,
+            {"status": "ready", "broker": "ok", "database": "ok"},
+        )
+
+
+BAD: list[tuple[bytes | dict[str, Any], str]] = [
+    (b"{not json", "body"),
+    (b"[1]", "body"),
+    ({**SEED_SELL_SOL, "baseToken": None}, "baseToken"),
+    (SEED_MISSING_FIELDS, "quoteToken"),
+    ({**SEED_SELL_SOL, "amountIn": True}, "amountIn"),
+    ({**SEED_SELL_SOL, "amountIn": "1.5"}, "amountIn"),
+    (SEED_WRONG_SIDE, "side"),
+    ({**SEED_SELL_SOL, "quoteToken": "SOL"}, "quoteToken"),
+    ({**SEED_SELL_SOL, "baseToken": "DOGE"}, "baseToken"),
+    ({**SEED_SELL_SOL, "amountIn": 0}, "amountIn"),
+    ({**SEED_SELL_SOL, "amountIn": -3}, "amountIn"),
+    (b'{"baseToken":"SOL","quoteToken":"USDC","side":"buy","amountIn":NaN}', "amountIn"),
+    (b'{"baseToken":"SOL","quoteToken":"USDC","side":"buy","amountIn":Infinity}', "amountIn"),
+    (b'{"baseToken":"SOL","quoteToken":"USDC","side":"buy","amountIn":1e400}', "amountIn"),
+    ({**SEED_SELL_SOL, "slippageBps": 10_001}, "slippageBps"),
+    ({**SEED_SELL_SOL, "slippageBps": 2.5}, "slippageBps"),
+    ({**SEED_SELL_SOL, "type": "limit"}, "type"),
+]
+
+
+async def test_every_validation_rule_is_a_400_naming_the_field_and_writes_nothing(
+    infra: Settings, topics: Topics
+) -> None:
+    settings = settings_for(infra, topics)
+    async with running(settings) as client:
+        for body, field in BAD:
+            r = await (
+                client.post(URL, content=body) if isinstance(body, bytes) else client.post(URL, json=body)
+            )
+            assert r.status_code == 400, (body, r.text)
+            assert field in [d["field"] for d in r.json()["details"]], (body, r.text)
+        r = await client.post(URL, json=SEED_SELL_SOL, headers={"Idempotency-Key": "k" * 256})
+        assert r.status_code == 400 and r.json()["details"][0]["field"] == "Idempotency-Key"
+        big = await client.post(URL, json={**SEED_SELL_SOL, "pad": "x" * 20_000})
+        assert big.status_code == 413 and big.json()["details"][0]["field"] == "body"
+        wrong = await client.put(URL, json=SEED_SELL_SOL)
+        assert wrong.status_code == 405 and "error" in wrong.json()
+    assert await read_topic(settings, topics.requests) == []
+
+
+async def test_a_send_past_its_deadline_is_a_503_never_a_201(infra: Settings, topics: Topics) -> None:
+    settings = settings_for(infra, topics)
+    key = {"Idempotency-Key": f"late-{topics.requests}"}
+    async with running(settings, IngressOptions(send_timeout_s=1e-6)) as client:
+        answers = [await client.post(URL, json=SEED_SELL_SOL, headers=key) for _ in range(3)]
+    assert [r.status_code for r in answers] == [503] * 3
+    assert all(r.headers["retry-after"] == "1" and "error" in r.json() for r in answers)
+    async with running(settings) as client:  # the retry with the key, once the broker is timely again
+        ok = await client.post(URL, json=SEED_SELL_SOL, headers=key)
+    assert ok.status_code == 201
+    records = await read_topic(settings, topics.requests)
+    assert_logged(records, ok.json())
+    # Writes whose outcome was unknown may have landed too, but only ever under the key's one order id.
+    assert {r.key for r in records} == {ok.json()["orderId"].encode()}
+
+
+async def test_a_producer_whose_sender_died_is_replaced(infra: Settings, topics: Topics) -> None:
+    settings = settings_for(infra, topics)
+    async with serving(settings) as (app, client):
+        assert (await client.post(URL, json=SEED_SELL_SOL)).status_code == 201
+        # What a fatal producer error (OutOfOrderSequenceNumber after a broker restart) leaves behind:
+        # a producer whose sender task has ended, so nothing sent through it would ever be delivered.
+        sender_task = app.state.publisher._producer._sender.sender_task
+        sender_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender_task
+        r = await client.post(URL, json=SEED_SELL_SOL)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        await asyncio.wait_for(app.state.publisher.wait_connected(), 30)
+        ok = await client.post(URL, json=SEED_BUY_SOL)
+        assert ok.status_code == 201
+    assert_logged(await read_topic(settings, topics.requests), ok.json())
+
+
+def _refusing_socket() -> socket.socket:
+    """A loopback port that is bound but not listening: connections to it are refused, deterministically."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_down_broker_gives_503_and_the_ingress_connects_once_it_is_up(
+    infra: Settings, topics: Topics
+) -> None:
+    broker_host, broker_port = infra.bootstrap_servers.split(",")[0].rsplit(":", 1)
+    with _refusing_socket() as sock:
+        port = sock.getsockname()[1]
+        settings = dataclasses.replace(settings_for(infra, topics), bootstrap_servers=f"127.0.0.1:{port}")
+        async with serving(settings, connected=False) as (app, client):
+            health = await client.get("/health")
+            assert (health.status_code, health.json()) == (200, {"status": "ok"})
+            r = await client.post(URL, json=SEED_SELL_SOL)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert r.json()["error"].startswith("broker unavailable")
+            ready = await client.get("/ready")
+            assert ready.status_code == 503
+            assert (ready.json()["broker"], ready.json()["database"]) == ("down", "ok")
+            assert ready.json()["error"] == "broker unavailable"
+
+            async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                up_reader, up_writer = await asyncio.open_connection(broker_host, int(broker_port))
+                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+            # The broker "comes up" on the bootstrap address: a forwarder starts listening on that socket.
+            proxy = await asyncio.start_server(forward, sock=sock)
+            async with proxy:
+                await asyncio.wait_for(app.state.publisher.wait_connected(), 30)
+                ok = await client.post(URL, json=SEED_SELL_SOL)
+                assert ok.status_code == 201
+                proxy.close()
+    assert_logged(await read_topic(infra, topics.requests), ok.json())
+
+
+async def test_a_down_database_makes_the_ingress_not_ready_but_orders_still_flow(
+    infra: Settings, topics: Topics
+) -> None:
+    with _refusing_socket() as sock:
+        url = f"postgresql://oee@127.0.0.1:{sock.getsockname()[1]}/oee"
+        settings = dataclasses.replace(settings_for(infra, topics), database_url=url)
+        async with running(settings) as client:
+            ready = await client.get("/ready")
+            assert ready.status_code == 503
+            assert (ready.json()["broker"], ready.json()["database"]) == ("ok", "down")
+            assert (await client.post(URL, json=SEED_BUY_SOL)).status_code == 201
