@@ -1,0 +1,151 @@
+"""`oee router`: the Faust worker that routes orders.
+
+Faust owns what it is good at: the consumer group over the intake topic, partition assignment, the agent
+loop and its batching (`take_events`). The agent runs with `concurrency=1`, so one partition's records are
+handled in order, and parallelism comes from partitions and from orders waiting on venues concurrently
+(Faust's `concurrency > 1` may process a partition "in no particular order" and commit past an event still
+in flight: faust-streaming issue 606). Faust's own exactly-once mode is not used (open duplicate bugs 517,
+323, 177): each batch is committed by `RouterCore` in a Kafka transaction of its own, with the consumed
+offsets sent to the same consumer group inside that transaction. Faust's periodic commits then only
+repeat offsets the transactions already committed, because an event is acked after its batch committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+
+from events.topics import Topics
+from services import config
+from services.config import Settings
+from services.router.core import RouterCore, RouterOptions
+from services.router.worker import Record
+from services.venue.interface import Venue
+
+log = logging.getLogger("oee.router")
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}oee-router"
+
+
+def build_app(
+    settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500, batch_within_s: float = 0.002
+) -> faust.App:
+    topics = Topics.with_prefix(settings.topic_prefix)
+    app = faust.App(
+        group_id(settings),
+        broker=f"kafka://{settings.bootstrap_servers}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        topic_allow_declare=False,  # topics belong to the contract (`oee topics create`)
+        consumer_auto_offset_reset="earliest",
+        datadir=datadir,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        # A SIGKILLed router's partitions move to the others once its session expires: keep that short.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=30.0,
+        stream_buffer_maxsize=max(4 * batch_max, 4096),
+    )
+    intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
+
+    @app.agent(intake, concurrency=1)
+    async def route(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.take_events(batch_max, within=batch_within_s):
+            records = [
+                Record(
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    value=e.message.value,
+                    key=e.message.key,
+                    headers=list(e.message.headers or ()),
+                )
+                for e in events
+            ]
+            await core.handle(records)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        await core.assign({tp.partition for tp in assigned if tp.topic == topics.requests})
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        mine = {tp.partition for tp in revoked if tp.topic == topics.requests}
+        await core.assign(set(core.workers) - mine)
+
+    @app.task
+    async def start_core() -> None:
+        await core.start()
+        exc = await core.crashed
+        log.critical("router exiting: %r", exc)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    return app
+
+
+def make_core(
+    settings: Settings, venues: Mapping[str, Venue], options: RouterOptions | None = None
+) -> RouterCore:
+    topics = Topics.with_prefix(settings.topic_prefix)
+    return RouterCore(
+        settings.bootstrap_servers,
+        topics,
+        topics.router_state,
+        group_id(settings),
+        venues,
+        options,
+    )
+
+
+def run(settings: Settings) -> None:
+    """Run the router worker in the foreground until SIGTERM/SIGINT."""
+    from services.venue.client import connect_venues
+    from services.venue.config import VenueConfig, build_venues
+
+    vcfg = VenueConfig.from_env()
+    if vcfg.url:
+        venues: Mapping[str, Venue] = connect_venues(vcfg.url, timeout_s=vcfg.timeout_s)
+        log.info("routing to the venue server at %s", vcfg.url)
+    else:
+        venues = build_venues(vcfg, settings.tokens)
+        log.info("venues run inside the router (seed %s); set VENUE_URL to use a venue server", vcfg.seed)
+    knobs = config.load_router()
+    core = make_core(
+        settings, venues, RouterOptions(quote_timeout_s=knobs.quote_timeout_s, backoff=knobs.backoff)
+    )
+    attach_settlements(core, venues)
+    datadir = settings.stack.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, core, str(datadir), knobs.batch_max, knobs.batch_within_s)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker.spinner = None  # its cursor escapes end up in log files
+    worker.execute_from_commandline()
+
+
+def attach_settlements(core: RouterCore, venues: Mapping[str, Venue]) -> None:
+    """Deliver every venue's settlements to the core as they happen (in-process callback or HTTP feed)."""
+    for venue in venues.values():
+        on_settled = getattr(venue, "on_settled", None)
+        if callable(on_settled):
+            on_settled(core.on_settlement)
+        else:
+            feed = getattr(venue, "follow_settlements", None)
+            if feed is None:
+                log.warning("venue %s has no settlement feed; relying on reconciliation", venue.name)
+                continue
+
+            async def pump(feed: Any = feed) -> None:
+                async for status in feed():
+                    core.on_settlement(status)
+
+            core.extra_loops.append(pump)
