@@ -66,7 +66,8 @@ async def apply(conn: asyncpg.Connection, schema: str = "public", directory: Pat
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {
-            r["version"]: r for r in await conn.fetch(f"SELECT version, name, checksum FROM {ident}.schema_migrations")
+            r["version"]: r
+            for r in await conn.fetch(f"SELECT version, name, checksum FROM {ident}.schema_migrations")
         }
         for migration in discover(directory):
             if migration.version in done:

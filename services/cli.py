@@ -1,11 +1,12 @@
 """`oee`: the one command for the whole system.
 
-    oee up | down [--purge] | status      the local stack and every service, in the background
-    oee stack up | down [--purge] | status the broker and the database only
-    oee topics create | migrate           the contract's topics; the SQL migrations
-    oee tail [--from-beginning]           print the order event log, decoded
-    oee schemas [--check]                 write (or check) docs/schemas/*.json from the event classes
-    oee test [pytest args]                the test suite (starts what it needs)
+oee up | down [--purge] | status      the local stack and every service, in the background
+oee stack up | down [--purge] | status the broker and the database only
+oee topics create | migrate           the contract's topics; the SQL migrations
+oee tail [--from-beginning]           print the order event log, decoded
+oee schemas [--check]                 write (or check) docs/schemas/*.json from the event classes
+oee test [pytest args]                the test suite (starts what it needs)
+oee api | router | venue              one service in the foreground (`up` starts them all)
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from services import config
 from services.stack.procs import StackError
 
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
-SUBCOMMANDS: tuple[str, ...] = ("up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test")
+SUBCOMMANDS: tuple[str, ...] = (
+    "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
+)  # fmt: skip
 
 
 def _settings() -> config.Settings:
@@ -79,8 +82,12 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from services.stack.topics import create_topics
 
     settings = _settings()
-    report = asyncio.run(create_topics(settings.bootstrap_servers, settings.topic_prefix, settings.partitions))
-    print(f"created: {', '.join(report.created) or 'none'}; already there: {', '.join(report.existing) or 'none'}")
+    report = asyncio.run(
+        create_topics(settings.bootstrap_servers, settings.topic_prefix, settings.partitions)
+    )
+    print(
+        f"created: {', '.join(report.created) or 'none'}; already there: {', '.join(report.existing) or 'none'}"
+    )
     for warning in report.warnings:
         print(f"warning: {warning}")
     return 0
@@ -106,11 +113,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    from events.schema_export import check_schemas, write_schemas
+    from events.schema_export import check_doc, check_schemas, write_doc, write_schemas
 
     directory = Path(args.dir)
+    doc = config.REPO_ROOT / "docs" / "events.md"
     if args.check:
-        stale = check_schemas(directory)
+        stale = check_schemas(directory) + ([] if check_doc(doc) else [str(doc)])
         if stale:
             print(f"out of date in {directory}: {', '.join(stale)}; run `oee schemas`", file=sys.stderr)
             return 1
@@ -118,6 +126,32 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         return 0
     for path in write_schemas(directory):
         print(path)
+    if write_doc(doc):
+        print(doc)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from services.ingress.server import run
+
+    run(_settings())
+    return 0
+
+
+def cmd_router(args: argparse.Namespace) -> int:
+    from services import logs
+    from services.router.app import run
+
+    settings = _settings()
+    logs.setup(settings.log_level, settings.log_format, "oee.router")
+    run(settings)
+    return 0
+
+
+def cmd_venue(args: argparse.Namespace) -> int:
+    from services.venue.server import main as serve
+
+    serve()
     return 0
 
 
@@ -156,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("schemas", cmd_schemas, "write docs/schemas/*.json from the event classes")
     p.add_argument("--check", action="store_true", help="fail if docs/schemas is out of date")
     p.add_argument("dir", nargs="?", default=str(config.REPO_ROOT / "docs" / "schemas"))
+    add("api", cmd_api, "the HTTP ingress (and the API's other routes) in the foreground")
+    add("router", cmd_router, "the order router (a Faust worker) in the foreground")
+    add("venue", cmd_venue, "the simulated DEX venues (Raydium, Meteora) over HTTP in the foreground")
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"

@@ -35,7 +35,10 @@ def ensure_jars(cfg: StackConfig, echo: bool = True) -> Path:
         return libs
     require_tool("mvn")
     if echo:
-        print(f"fetching Apache Kafka {cfg.kafka_version} jars with mvn into {libs} (first run only)", flush=True)
+        print(
+            f"fetching Apache Kafka {cfg.kafka_version} jars with mvn into {libs} (first run only)",
+            flush=True,
+        )
     staging = libs.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)

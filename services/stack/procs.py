@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
 
 class StackError(RuntimeError):
     """Something the operator must fix; the message is one line saying what and how."""
@@ -57,6 +59,9 @@ class Managed:
                 start_new_session=True,  # survives the terminal that ran `up`; Ctrl-C there does not reach it
             )
         self.record(proc.pid)
+        _DETACHED.append(
+            proc
+        )  # it outlives us on purpose; holding it keeps Popen from warning when collected
         return proc.pid
 
     def record(self, pid: int) -> None:

@@ -58,8 +58,10 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         described = await admin.describe_topics(names)
-        if all(d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
-               for d in described):
+        if all(
+            d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+            for d in described
+        ):
             return
         if asyncio.get_running_loop().time() > deadline:
             raise RuntimeError(f"topics {names} have no leader after {timeout:.0f} s")

@@ -43,7 +43,11 @@ def own_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def oee(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -130,7 +134,11 @@ def test_missing_java_is_a_one_line_error(own_stack: dict[str, str], tmp_path: P
     bare.mkdir()
     env = dict(own_stack, PATH=str(bare))
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "stack", "up"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "services.cli", "stack", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

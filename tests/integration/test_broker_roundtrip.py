@@ -44,26 +44,36 @@ async def test_every_event_type_comes_back_equal(infra: Settings, topics: Topics
     assert {type(e).__name__ for e in events} >= {
         "OrderRequested", "OrderRouting", "OrderBuilding", "OrderSubmitted", "OrderConfirmed", "OrderFailed",
     }  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=infra.bootstrap_servers, acks="all", enable_idempotence=True
+    )
     await producer.start()
     try:
         for event in events:
-            await producer.send_and_wait(topics.events, encode(event), key=key_for(event), headers=headers_for(event))
+            await producer.send_and_wait(
+                topics.events, encode(event), key=key_for(event), headers=headers_for(event)
+            )
     finally:
         await producer.stop()
 
     got = await _consume(infra, topics.events, len(events))
     decoded = [decode(value) for _, value, _, _, _ in got]
-    assert sorted(decoded, key=lambda e: (e.order_id, e.seq)) == sorted(events, key=lambda e: (e.order_id, e.seq))
-    for key, value, headers, partition, _ in got:
+    assert sorted(decoded, key=lambda e: (e.order_id, e.seq)) == sorted(
+        events, key=lambda e: (e.order_id, e.seq)
+    )
+    for key, value, headers, _, _ in got:
         event = decode(value)
         assert key == event.order_id.encode()
         assert headers["type"] == event.type.encode()
     per_order_partitions = {(decode(v).order_id, p) for _, v, _, p, _ in got}
-    assert len(per_order_partitions) == len({e.order_id for e in events}), "one order's events share a partition"
+    assert len(per_order_partitions) == len({e.order_id for e in events}), (
+        "one order's events share a partition"
+    )
 
 
-async def test_committed_transactions_are_visible_and_aborted_ones_are_not(infra: Settings, topics: Topics) -> None:
+async def test_committed_transactions_are_visible_and_aborted_ones_are_not(
+    infra: Settings, topics: Topics
+) -> None:
     committed, aborted = lifecycle_events(), lifecycle_events()
     producer = AIOKafkaProducer(
         bootstrap_servers=infra.bootstrap_servers, transactional_id=f"test-{topics.events}", acks="all"
@@ -87,9 +97,13 @@ async def test_committed_transactions_are_visible_and_aborted_ones_are_not(infra
     assert not {e.event_id for e in got} & {e.event_id for e in aborted}
 
 
-async def test_a_consumer_group_resumes_from_its_committed_offset(infra: Settings, topics: Topics, unique: str) -> None:
+async def test_a_consumer_group_resumes_from_its_committed_offset(
+    infra: Settings, topics: Topics, unique: str
+) -> None:
     first, second = lifecycle_events(), lifecycle_events()
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=infra.bootstrap_servers, acks="all", enable_idempotence=True
+    )
     await producer.start()
     try:
         for event in first:

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 async def test_tail_reports_garbage_and_keeps_reading(infra: Settings, topics: Topics) -> None:
     events = lifecycle_events()
     garbage = [b"\x00\xffnot json", b'{"type": "OrderExploded", "seq": 1}', b"[1, 2, 3]"]
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=infra.bootstrap_servers, acks="all", enable_idempotence=True
+    )
     await producer.start()
     try:
         key = key_for(events[0])
