@@ -187,7 +187,9 @@ class RouterCore:
     async def _handle_partition(self, p: int, records: list[Record]) -> None:
         ready = self._ready.get(p)
         if ready is None:
-            log.warning("records for unassigned partition %s dropped (rebalance in progress)", p)
+            # Fetched before a rebalance took the partition away: its new owner reads them again from the
+            # offset our last transaction committed (nothing of ours commits offsets outside one).
+            log.info("records of partition %s left to its new owner (rebalance)", p)
             return
         await ready.wait()
         worker = self.workers[p]

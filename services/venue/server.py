@@ -186,6 +186,7 @@ async def ledger(request: Request) -> Response:
         "size": len(venue.ledger),
         "pending": venue.pending_count,
         "max_entries_per_id": venue.ledger.max_entries(),
+        "quotes_in_progress": venue.quotes_in_progress,
     }
     if request.query_params.get("detail") == "1":  # every swap: for drills and tests, not for hot paths
         body["swaps"] = {

@@ -76,6 +76,7 @@ class SimulatedVenue:
         self.status_delay_s = status_delay_s
         # The market moving against every swap between its quote and its execution (slippage drills).
         self.adverse_move = adverse_move_bps / 10_000
+        self.quotes_in_progress = 0
         self._clock: Clock = clock or SystemClock()
         rng = random.Random(f"{self.seed}:{name}:pools")
         self.pools = PoolBook(spec, tokens, rng, reference_usd=reference_usd, now=self._clock.now())
@@ -93,7 +94,11 @@ class SimulatedVenue:
 
     async def quote(self, base: str, quote: str, side: Side, amount_in: float) -> VenueQuote:
         self._check(base, quote, side, amount_in)
-        await self._delay(self.quote_latency_s)
+        self.quotes_in_progress += 1  # observable by drills: "a router is waiting on this venue now"
+        try:
+            await self._delay(self.quote_latency_s)
+        finally:
+            self.quotes_in_progress -= 1
         if self._fault(self.failure_rate):
             raise VenueUnavailable(self.name, "simulated outage: quote not served")
         fill = self.pools.pool(base, quote, self._clock.now()).preview(base, quote, side, amount_in)

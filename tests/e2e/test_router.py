@@ -232,3 +232,37 @@ async def test_sigkill_mid_flight_every_order_ends_once_and_no_swap_runs_twice(
         # Each venue executed each client order id at most once.
         for swaps in ledgers.values():
             assert all(s["executions"] <= 1 for s in swaps.values())
+
+
+async def test_an_order_in_processing_when_the_router_dies_is_not_skipped(start: Start, infra: Settings) -> None:
+    """faust-streaming issue 606: an offset committed past an event still being processed loses it."""
+    system = await start(venue_quote_latency_ms="3000")
+    slow = order_request()
+    await produce(infra.bootstrap_servers, system.topics.requests, [slow])
+
+    async def quoting() -> bool:
+        return (await system.ledger("raydium"))["quotes_in_progress"] > 0
+
+    async with asyncio.timeout(60):
+        while not await quoting():
+            await asyncio.sleep(0.05)
+    system.router.kill()  # SIGKILL while the order's batch waits on the venue
+    admin_offsets = await _committed(infra, "oee-router", system)
+    assert all(offset <= 0 for offset in admin_offsets.values()), f"committed past the order: {admin_offsets}"
+    await system.restart_router()
+    async with LogReader(infra.bootstrap_servers, system.topics.events) as log:
+        await log.wait_terminal([slow.order_id], 60, [system.router])
+        await log.settle(1.0)
+        assert_lifecycle(log.by_order[slow.order_id])
+
+
+async def _committed(infra: Settings, group: str, system: System) -> dict[int, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(f"{system.settings.topic_prefix}{group}")
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == system.topics.requests}
