@@ -234,7 +234,9 @@ async def test_sigkill_mid_flight_every_order_ends_once_and_no_swap_runs_twice(
             assert all(s["executions"] <= 1 for s in swaps.values())
 
 
-async def test_an_order_in_processing_when_the_router_dies_is_not_skipped(start: Start, infra: Settings) -> None:
+async def test_an_order_in_processing_when_the_router_dies_is_not_skipped(
+    start: Start, infra: Settings
+) -> None:
     """faust-streaming issue 606: an offset committed past an event still being processed loses it."""
     system = await start(venue_quote_latency_ms="3000")
     slow = order_request()
@@ -266,3 +268,24 @@ async def _committed(infra: Settings, group: str, system: System) -> dict[int, i
     finally:
         await admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == system.topics.requests}
+
+
+async def test_a_thousand_orders_in_flight_on_one_router(start: Start, infra: Settings) -> None:
+    """Execution never blocks a partition: every order is submitted while none has settled yet."""
+    system = await start(venue_exec_latency_ms="10000")
+    orders = [order_request("sell" if i % 2 else "buy", amount=1 + i % 9) for i in range(1000)]
+    await produce(infra.bootstrap_servers, system.topics.requests, orders)
+    async with LogReader(infra.bootstrap_servers, system.topics.events) as log:
+
+        def all_submitted(reader: LogReader) -> bool:
+            return all(
+                reader.by_order.get(o.order_id) and reader.by_order[o.order_id][-1].type == "OrderSubmitted"
+                for o in orders
+            )
+
+        await log.wait_for(all_submitted, 60, "1,000 orders submitted", [system.router, system.venue])
+        pending = sum([(await system.ledger(v))["pending"] for v in ("raydium", "meteora")])
+        assert pending == len(orders), f"{pending} swaps pending at the venues"
+        await log.wait_terminal([o.order_id for o in orders], 90, [system.router, system.venue])
+        for order in orders:
+            assert_lifecycle(log.by_order[order.order_id])
