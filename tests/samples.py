@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from events.envelope import Event
-from events.types import new_event
+from events.types import OrderRequested, new_event
 
 
 def lifecycle_events(failed: bool = False, order_id: str | None = None) -> list[Event]:
@@ -41,3 +41,22 @@ def lifecycle_events(failed: bool = False, order_id: str | None = None) -> list[
         at = t0 + timedelta(milliseconds=10 * seq)
         events.append(new_event(kind, order_id=oid, seq=seq, data=data, causation_id=cause, occurred_at=at))
     return events
+
+
+def order_request(
+    side: str = "sell",
+    base: str = "SOL",
+    quote: str = "USDC",
+    amount: float = 1.5,
+    slippage_bps: int = 100,
+    order_id: str | None = None,
+) -> OrderRequested:
+    data = {
+        "order_type": "market",
+        "base_token": base,
+        "quote_token": quote,
+        "side": side,
+        "amount_in": amount,
+        "slippage_bps": slippage_bps,
+    }
+    return new_event(OrderRequested, order_id=order_id or str(uuid.uuid4()), seq=1, data=data)

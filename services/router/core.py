@@ -179,10 +179,16 @@ class RouterCore:
 
     # -- intake ---------------------------------------------------------------------------------------------
     async def handle(self, records: Sequence[Record]) -> None:
+        """Route one batch of intake records. If any partition's transaction fails, this never returns:
+        the process stops, and no later batch can commit offsets past the records that failed."""
         by_partition: dict[int, list[Record]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
-        await asyncio.gather(*(self._handle_partition(p, recs) for p, recs in by_partition.items()))
+        try:
+            await asyncio.gather(*(self._handle_partition(p, recs) for p, recs in by_partition.items()))
+        except Exception as exc:
+            self._crash(exc)
+            await asyncio.get_running_loop().create_future()  # until the process is stopped
 
     async def _handle_partition(self, p: int, records: list[Record]) -> None:
         ready = self._ready.get(p)

@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from events.codec import decode, encode, headers_for, key_for
 from events.envelope import Event
 from events.topics import Topics
-from events.types import OrderRequested, new_event
 from services.config import Settings
+from tests.samples import order_request as order_request  # re-exported: tests build requests with it
 
 TERMINAL = ("OrderConfirmed", "OrderFailed")
 
@@ -128,25 +128,6 @@ async def wait_log(proc: Proc, needle: str, count: int = 1, timeout: float = 60.
             pass
         await asyncio.sleep(0.1)
     raise AssertionError(f"{proc.name} never logged {needle!r} x{count}:\n{proc.tail()}")
-
-
-def order_request(
-    side: str = "sell",
-    base: str = "SOL",
-    quote: str = "USDC",
-    amount: float = 1.5,
-    slippage_bps: int = 100,
-    order_id: str | None = None,
-) -> OrderRequested:
-    data = {
-        "order_type": "market",
-        "base_token": base,
-        "quote_token": quote,
-        "side": side,
-        "amount_in": amount,
-        "slippage_bps": slippage_bps,
-    }
-    return new_event(OrderRequested, order_id=order_id or str(uuid.uuid4()), seq=1, data=data)
 
 
 async def produce(bootstrap: str, topic: str, events: Iterable[Event | bytes]) -> None:

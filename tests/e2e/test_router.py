@@ -19,12 +19,12 @@ from tests.e2e.harness import (
     Proc,
     assert_lifecycle,
     free_port,
-    order_request,
     produce,
     service,
     wait_http,
     wait_log,
 )
+from tests.samples import order_request
 
 pytestmark = pytest.mark.e2e
 
