@@ -159,7 +159,12 @@ class PartitionWorker:
                 )
             for tracked in out.states:
                 key = tracked.order_id.encode()
-                sends.append(await producer.send(self.state_topic, encode_tracked(tracked), key=key))
+                # Pinned to this worker's partition: its restore reads exactly this partition back.
+                sends.append(
+                    await producer.send(
+                        self.state_topic, encode_tracked(tracked), key=key, partition=self.partition
+                    )
+                )
             for record, reason in out.dead:
                 headers = dead_letter_headers(
                     self.topics.requests, record.partition, record.offset, reason, list(record.headers)
