@@ -1,0 +1,5 @@
+"""The order read API: current state, history and lists from the Postgres projection, with read-your-writes."""
+
+from services.query.app import lifespan, routes
+
+__all__ = ["lifespan", "routes"]

@@ -1,0 +1,83 @@
+"""The read API's SQL against one projection schema. Every query is a single statement (one snapshot)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from projections.migrations import quote_ident
+from projections.settings import PROJECTION_NAME
+from services.query.params import ListQuery
+
+_FRESHNESS = "p.next_offset, p.end_offset, p.updated_at AS applied_at, p.checked_at"
+
+
+class Reads:
+    """Queries of the order projection in `schema`, for event-log topic `topic`."""
+
+    def __init__(self, schema: str, topic: str, projection: str = PROJECTION_NAME) -> None:
+        self.schema = schema
+        self.topic = topic
+        self.projection = projection
+        q = self.q = quote_ident(schema)
+        self._order = (
+            f"SELECT o.*, {_FRESHNESS} FROM {q}.orders o LEFT JOIN {q}.projector_positions p"
+            " ON p.projection = $2 AND p.topic = o.last_topic AND p.partition = o.last_partition WHERE o.id = $1"
+        )
+        self._events = f"SELECT * FROM {q}.order_events WHERE order_id = $1 ORDER BY seq"
+        self._position = (
+            f"SELECT p.partition, {_FRESHNESS} FROM {q}.projector_positions p"
+            " WHERE p.projection = $1 AND p.topic = $2 AND p.partition = $3"
+        )
+        self._summary = (
+            "SELECT count(*) AS partitions, sum(greatest(end_offset - next_offset, 0))::int8 AS lag,"
+            " min(updated_at) AS oldest_applied, min(checked_at) AS oldest_check"
+            f" FROM {q}.projector_positions WHERE projection = $1 AND topic = $2"
+        )
+
+    async def order(self, conn: asyncpg.Connection, order_id: str) -> asyncpg.Record | None:
+        """The order's row with the freshness of its partition, or None."""
+        return await conn.fetchrow(self._order, order_id, self.projection)
+
+    async def events(self, conn: asyncpg.Connection, order_id: str) -> list[asyncpg.Record]:
+        return await conn.fetch(self._events, order_id)
+
+    async def position(self, conn: asyncpg.Connection, partition: int) -> asyncpg.Record | None:
+        return await conn.fetchrow(self._position, self.projection, self.topic, partition)
+
+    async def summary(self, conn: asyncpg.Connection) -> asyncpg.Record | None:
+        return await conn.fetchrow(self._summary, self.projection, self.topic)
+
+    async def page(self, conn: asyncpg.Connection, query: ListQuery) -> list[asyncpg.Record]:
+        """Up to `limit + 1` orders, newest first (the extra row says whether there is a next page)."""
+        sql, args = list_sql(self.q, query)
+        return await conn.fetch(sql, *args)
+
+
+def list_sql(table_schema: str, query: ListQuery) -> tuple[str, list[Any]]:
+    """Keyset pagination on (created_at, id) descending; only the filters given, so the planner can use the
+    (status|selected_dex, created_at, id) indexes."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if query.status is not None:
+        where.append(f"status = {arg(query.status)}")
+    if query.side is not None:
+        where.append(f"side = {arg(query.side)}")
+    if query.venue is not None:
+        where.append(f"selected_dex = {arg(query.venue)}")
+    if query.since is not None:
+        where.append(f"created_at >= {arg(query.since)}")
+    if query.until is not None:
+        where.append(f"created_at < {arg(query.until)}")
+    if query.cursor is not None:
+        c = query.cursor
+        where.append(f"(created_at, id) < ({arg(c.created_at)}, {arg(c.order_id)}::uuid)")
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    sql = f"SELECT * FROM {table_schema}.orders {clause}ORDER BY created_at DESC, id DESC LIMIT {arg(query.limit + 1)}"
+    return sql, args

@@ -1,0 +1,199 @@
+"""The read API's handlers: validate, read the projection (waiting for a position when asked), answer JSON.
+
+- `GET /api/orders/{orderId}`: the order's current state and how fresh its partition of the projection is.
+- `GET /api/orders/{orderId}/events`: the order's events in seq order, as the log has them.
+- `GET /api/orders`: filtered, newest first, keyset-paginated.
+
+`minSeq` / `minPosition` (+ `waitMs`) make a read wait for the projection to reach what the client was told;
+if it does not in time the answer is 503 with `Retry-After` and how far it is, never older data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from projections.db import is_unavailable
+from services.ingress.responses import error_response, json_response
+from services.query import views
+from services.query.params import InvalidQuery, Wait, encode_cursor, list_query, one_order, params_of
+from services.query.reads import Reads
+from services.query.waits import Waiter
+
+log = logging.getLogger("oee.query")
+
+
+@dataclass
+class QueryContext:
+    """What the handlers need, opened by the query lifespan and kept on `app.state.query`."""
+
+    pool: asyncpg.Pool
+    reads: Reads
+    waiter: Waiter
+    retry_after_s: int = 1
+
+
+@dataclass
+class _Seen:
+    """What a read found: the order row (or None) and, for minPosition, that partition's position row."""
+
+    row: asyncpg.Record | None
+    position: asyncpg.Record | None
+    ok: bool
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(handler: Handler) -> Handler:
+    """A database that does not answer is a 503 (retry later), not a 500."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            if not is_unavailable(exc, None):
+                raise
+            log.warning("database unavailable for %s: %r", request.url.path, exc)
+            ctx: QueryContext = request.app.state.query
+            return error_response(503, "database unavailable, retry later", headers=_retry(ctx))
+
+    return run
+
+
+def _retry(ctx: QueryContext) -> dict[str, str]:
+    return {"Retry-After": str(ctx.retry_after_s)}
+
+
+def _reject_execute(request: Request) -> None:
+    # `/api/orders/execute` is the ingress's POST path: a GET there is the wrong method, not a bad id.
+    if request.path_params.get("order_id") == "execute":
+        raise HTTPException(405, headers={"Allow": "POST"})
+
+
+async def _read(ctx: QueryContext, order_id: str, wait: Wait) -> _Seen:
+    async with ctx.pool.acquire() as conn:
+        row = await ctx.reads.order(conn, order_id)
+        position = None
+        ok = wait.min_seq is None or (row is not None and row["last_seq"] >= wait.min_seq)
+        if wait.min_position is not None:
+            partition, offset = wait.min_position
+            position = await ctx.reads.position(conn, partition)
+            ok = ok and position is not None and position["next_offset"] > offset
+    return _Seen(row, position, ok)
+
+
+async def _read_waiting(ctx: QueryContext, order_id: str, wait: Wait) -> tuple[_Seen, bool]:
+    """The order as soon as the projection satisfies `wait` (or at once without one); (seen, in time)."""
+    last: list[_Seen] = []
+
+    async def check() -> _Seen | None:
+        seen = await _read(ctx, order_id, wait)
+        last[:] = [seen]
+        return seen if seen.ok else None
+
+    if not wait.wanted:
+        return await _read(ctx, order_id, wait), True
+    seen = await ctx.waiter.wait(check, wait.wait_ms / 1000)
+    return (seen, True) if seen is not None else (last[0], False)
+
+
+def _not_caught_up(ctx: QueryContext, order_id: str, wait: Wait, seen: _Seen) -> Response:
+    wanted = []
+    if wait.min_seq is not None:
+        wanted.append(f"minSeq={wait.min_seq}")
+    if wait.min_position is not None:
+        wanted.append(f"minPosition={wait.min_position[0]}:{wait.min_position[1]}")
+    body: dict[str, Any] = {
+        "error": f"the projection has not reached {' and '.join(wanted)} within {wait.wait_ms} ms; retry",
+        "details": [],
+        "orderId": order_id,
+        "lastSeq": None if seen.row is None else seen.row["last_seq"],
+    }
+    if seen.position is not None:
+        body["projection"] = views.freshness(seen.position)
+    elif seen.row is not None:
+        body["projection"] = views.freshness(seen.row, seen.row["last_partition"])
+    return json_response(body, 503, _retry(ctx))
+
+
+@_guarded
+async def get_order(request: Request) -> Response:
+    """GET /api/orders/{orderId}[?minSeq=N][&minPosition=P:O][&waitMs=MS]"""
+    _reject_execute(request)
+    ctx: QueryContext = request.app.state.query
+    try:
+        order_id, wait = one_order(
+            request.path_params["order_id"], params_of(request.query_params.multi_items())
+        )
+    except InvalidQuery as exc:
+        return error_response(400, exc.summary, exc.problems)
+    seen, in_time = await _read_waiting(ctx, order_id, wait)
+    if not in_time:
+        return _not_caught_up(ctx, order_id, wait, seen)
+    if seen.row is None:
+        return error_response(404, f"order {order_id} not found")
+    body = views.order(seen.row)
+    body["projection"] = views.freshness(seen.row, seen.row["last_partition"])
+    return json_response(body)
+
+
+@_guarded
+async def get_order_events(request: Request) -> Response:
+    """GET /api/orders/{orderId}/events[?minSeq=N][&minPosition=P:O][&waitMs=MS]"""
+    ctx: QueryContext = request.app.state.query
+    try:
+        order_id, wait = one_order(
+            request.path_params["order_id"], params_of(request.query_params.multi_items())
+        )
+    except InvalidQuery as exc:
+        return error_response(400, exc.summary, exc.problems)
+    seen, in_time = await _read_waiting(ctx, order_id, wait)
+    if not in_time:
+        return _not_caught_up(ctx, order_id, wait, seen)
+    if seen.row is None:
+        return error_response(404, f"order {order_id} not found")
+    async with ctx.pool.acquire() as conn:
+        rows = await ctx.reads.events(conn, order_id)
+    return json_response({"orderId": order_id, "events": [views.event(r) for r in rows]})
+
+
+@_guarded
+async def list_orders(request: Request) -> Response:
+    """GET /api/orders[?status=][&side=][&venue=][&from=][&to=][&limit=][&cursor=]"""
+    ctx: QueryContext = request.app.state.query
+    try:
+        query = list_query(params_of(request.query_params.multi_items()))
+    except InvalidQuery as exc:
+        return error_response(400, exc.summary, exc.problems)
+    async with ctx.pool.acquire() as conn:
+        rows = await ctx.reads.page(conn, query)
+        summary = await ctx.reads.summary(conn)
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+    next_cursor = encode_cursor(query, page[-1]["created_at"], str(page[-1]["id"])) if more else None
+    return json_response(
+        {
+            "orders": [views.order(r) for r in page],
+            "nextCursor": next_cursor,
+            "projection": _summary(summary),
+        }
+    )
+
+
+def _summary(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    if row is None or not row["partitions"]:
+        return None
+    return {
+        "partitions": row["partitions"],
+        "lagEvents": row["lag"],
+        "oldestAppliedAt": views.iso(row["oldest_applied"]),
+        "oldestCheckedAt": views.iso(row["oldest_check"]),
+    }

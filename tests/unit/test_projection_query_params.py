@@ -1,0 +1,95 @@
+"""The read API's query-string parsing (services/query/params.py): pure, every problem named."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.query.params import (
+    DEFAULT_LIMIT,
+    DEFAULT_WAIT_MS,
+    InvalidQuery,
+    ListQuery,
+    decode_cursor,
+    encode_cursor,
+    list_query,
+    one_order,
+    params_of,
+)
+from services.query.reads import list_sql
+
+OID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+def _fields(exc: pytest.ExceptionInfo[InvalidQuery]) -> list[str]:
+    return [p.field for p in exc.value.problems]
+
+
+def test_an_order_id_is_normalised_and_the_wait_defaults() -> None:
+    oid, wait = one_order(OID.upper(), {})
+    assert oid == OID and not wait.wanted and wait.wait_ms == DEFAULT_WAIT_MS
+
+
+def test_wait_parameters() -> None:
+    _, wait = one_order(OID, params_of([("minSeq", "3"), ("minPosition", "2:41"), ("waitMs", "0")]))
+    assert (wait.min_seq, wait.min_position, wait.wait_ms) == (3, (2, 41), 0) and wait.wanted
+
+
+def test_every_bad_wait_parameter_is_named_at_once() -> None:
+    with pytest.raises(InvalidQuery) as exc:
+        one_order("nope", params_of([("minSeq", "0"), ("minPosition", "x"), ("waitMs", "10001")]))
+    assert _fields(exc) == ["orderId", "minSeq", "waitMs", "minPosition"]
+
+
+def test_list_defaults_and_filters() -> None:
+    assert list_query({}) == ListQuery(limit=DEFAULT_LIMIT)
+    q = list_query(params_of([("status", "failed"), ("side", "buy"), ("venue", "raydium"), ("limit", "200"),
+                              ("from", "2025-03-14T10:00:00+01:00"), ("to", "2025-03-14T10:00:00Z")]))  # fmt: skip
+    assert (q.status, q.side, q.venue, q.limit) == ("failed", "buy", "raydium", 200)
+    assert q.since == datetime(2025, 3, 14, 9, tzinfo=UTC)
+    assert q.until == datetime(2025, 3, 14, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("items", "fields"),
+    [
+        ([("status", "done")], ["status"]),
+        ([("limit", "0")], ["limit"]),
+        ([("limit", "201")], ["limit"]),
+        ([("limit", "1e3")], ["limit"]),
+        ([("from", "2025-03-14")], ["from"]),  # a date has no zone
+        ([("to", "soon")], ["to"]),
+        ([("from", "2025-03-14T10:00:00Z"), ("to", "2025-03-14T10:00:00Z")], ["to"]),
+        ([("side", "buy"), ("side", "sell")], ["side"]),
+        ([("venue", "x" * 65)], ["venue"]),
+    ],
+)
+def test_bad_list_parameters(items: list[tuple[str, str]], fields: list[str]) -> None:
+    with pytest.raises(InvalidQuery) as exc:
+        list_query(params_of(items))
+    assert _fields(exc) == fields
+
+
+def test_a_cursor_round_trips_and_is_bound_to_its_filters() -> None:
+    q = list_query(params_of([("status", "confirmed")]))
+    at = datetime(2025, 3, 14, 9, 26, 53, 589123, tzinfo=UTC)
+    raw = encode_cursor(q, at, OID)
+    assert list_query(params_of([("status", "confirmed"), ("cursor", raw), ("limit", "5")])).cursor == (
+        decode_cursor(raw, q)
+    )
+    assert decode_cursor(raw, q).created_at == at, "microseconds survive: no row skipped or repeated"
+    with pytest.raises(InvalidQuery, match="other filters"):
+        list_query(params_of([("status", "failed"), ("cursor", raw)]))
+    for forged in ("", "abc", "W10", "WyJ4IiwieSIsInoiXQ"):
+        with pytest.raises(InvalidQuery, match="cursor"):
+            decode_cursor(forged, q)
+
+
+def test_the_list_sql_uses_only_the_filters_given() -> None:
+    sql, args = list_sql('"s"', ListQuery(limit=10))
+    assert "WHERE" not in sql and args == [11]
+    q = list_query(params_of([("venue", "meteora"), ("from", "2025-03-14T09:00:00Z")]))
+    sql, args = list_sql('"s"', q)
+    assert "selected_dex = $1" in sql and "created_at >= $2" in sql and args[-1] == DEFAULT_LIMIT + 1
+    assert sql.endswith("ORDER BY created_at DESC, id DESC LIMIT $3")
