@@ -1,0 +1,60 @@
+"""`oee gateway`: the WebSocket gateway alone under uvicorn, for scaling it apart from the API.
+
+Same uvicorn choices as the API (uvloop, httptools, the sans-I/O websockets protocol, no access log) plus a
+larger accept backlog, since thousands of clients may reconnect at once after a restart.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import uvicorn
+
+from services import logs
+from services.config import Settings
+from services.gateway.app import create_app
+from services.gateway.options import GatewayOptions
+
+
+def server(settings: Settings, options: GatewayOptions | None = None) -> uvicorn.Server:
+    options = options or GatewayOptions.from_env()
+    config = uvicorn.Config(
+        create_app(settings, options),
+        host=options.host,
+        port=options.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_per_message_deflate=options.compression,
+        ws_max_size=64 * 1024,  # clients only send small subscribe/ping messages
+        backlog=4096,
+        lifespan="on",
+        access_log=False,
+        log_config=None,  # `services.logs` already configured the root logger
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    return uvicorn.Server(config)
+
+
+def run(settings: Settings, options: GatewayOptions | None = None) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    logs.setup(settings.log_level, settings.log_format, "oee.gateway")
+    tune_gc()
+    server(settings, options).run()
+
+
+def tune_gc() -> None:
+    """Make CPython's cyclic garbage collector stop the event loop rarely.
+
+    Each connection keeps ~150 tracked objects (uvicorn's protocol, the ASGI coroutine stack, ours), so at
+    5,000 connections a full collection walks ~800,000 objects. With the default thresholds the objects of
+    short-lived subscriptions get promoted to the old generation and full collections follow every second
+    or so under load, each stopping the loop for 0.5-1.5 s (measured: 12 of them, ~9 s in all, during a
+    20 s fan-out run). Freezing what start-up created (modules, classes: it lives forever) and collecting
+    the young generation every 50,000 allocations instead of 700 lets most objects die by reference count
+    before a collection sees them; full collections become rare (none in the same run).
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
