@@ -1,0 +1,109 @@
+"""The lag monitor inside the API process: `GET /api/lag`, `GET /dashboard`, and its lifespan.
+
+`api_parts(settings)` returns the routes and the lifespan that `oee api` mounts on the ingress app. The
+lifespan starts one `LagMonitor` (sampling in the background every `LAG_INTERVAL_MS`) on the app's database
+pool and registers its Prometheus exporter; the routes only read the reports it keeps, so a request never
+waits on the broker.
+
+    GET /api/lag          the latest report (JSON; docs/lag.md describes it); 503 before the first sample
+    GET /api/lag?seq=N    report N if still kept (the last minute), else 404: lets views compare one sample
+    GET /dashboard        the live page (static HTML polling /api/lag)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import orjson
+from prometheus_client import REGISTRY
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from services.config import Settings
+from services.ingress.app import Lifespan
+from services.lag.config import LagOptions
+from services.lag.exporter import LagExporter
+from services.lag.monitor import LagMonitor
+
+log = logging.getLogger("oee.lag")
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body), status, media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def lag(request: Request) -> Response:
+    monitor: LagMonitor | None = getattr(request.app.state, "lag", None)
+    if monitor is None:
+        return _json({"error": "the lag monitor is off (LAG_INTERVAL_MS=0)"}, 503)
+    raw = request.query_params.get("seq")
+    if raw is not None:
+        if not raw.isdigit():
+            return _json({"error": "seq must be a sample number"}, 400)
+        report = monitor.report(int(raw))
+        if report is None:
+            return _json({"error": f"sample {raw} is not kept any more (or not taken yet)"}, 404)
+    else:
+        report = monitor.latest
+        if report is None:
+            return _json({"error": "no lag sample yet"}, 503)
+    return _json(report.to_json())
+
+
+_PAGE: bytes | None = None
+
+
+async def dashboard(request: Request) -> Response:
+    global _PAGE
+    if _PAGE is None:  # read on first use, not at import
+        _PAGE = resources.files("services.lag").joinpath("dashboard.html").read_bytes()
+    return HTMLResponse(_PAGE, headers={"Cache-Control": "no-store"})
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/api/lag", lag, methods=["GET"]), Route("/dashboard", dashboard, methods=["GET"])]
+
+
+def lifespan(settings: Settings, options: LagOptions | None = None) -> Lifespan:
+    """Open the monitor on the app's database pool (`app.state.db`, opened by the ingress lifespan)."""
+
+    @contextlib.asynccontextmanager
+    async def run(app: Starlette) -> AsyncIterator[None]:
+        opts = options or LagOptions.from_env()
+        if opts.interval_s <= 0:
+            yield
+            return
+        monitor = LagMonitor(settings, opts, getattr(app.state, "db", None), projection_schema())
+        exporter = LagExporter(lambda: monitor.latest)
+        await monitor.start()
+        REGISTRY.register(exporter)
+        app.state.lag = monitor
+        try:
+            yield
+        finally:
+            app.state.lag = None
+            REGISTRY.unregister(exporter)
+            await monitor.stop()
+
+    return run
+
+
+def api_parts(settings: Settings) -> tuple[list[BaseRoute], list[Lifespan]]:
+    """What `oee api` mounts: the lag routes and the monitor's lifespan."""
+    return routes(), [lifespan(settings)]
+
+
+def projection_schema() -> str:
+    """The schema the projector writes (`PROJECTION_SCHEMA`), so positions are read where they are."""
+    try:
+        from projections.settings import schema_from_env
+    except ImportError:  # a build without the projector
+        return "public"
+    return schema_from_env()
