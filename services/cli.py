@@ -4,9 +4,12 @@ oee up | down [--purge] | status      the local stack and every service, in the 
 oee stack up | down [--purge] | status the broker and the database only
 oee topics create | migrate           the contract's topics; the SQL migrations
 oee tail [--from-beginning]           print the order event log, decoded
+oee lag [--watch [S]] [--json]        consumer lag, stage lags and stuck orders (the dashboard: /dashboard)
 oee schemas [--check]                 write (or check) docs/schemas/*.json from the event classes
 oee test [pytest args]                the test suite (starts what it needs)
-oee api | router | venue              one service in the foreground (`up` starts them all)
+oee api | router | venue | projector  one service in the foreground (`up` starts them all)
+oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
+oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from services.stack.procs import StackError
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
+    "projector", "rebuild", "gateway", "lag",
 )  # fmt: skip
 
 
@@ -132,7 +136,25 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    from services import query
+    from services.gateway import app as gateway
     from services.ingress.server import run
+    from services.lag import web as lag_web
+    from services.web.routes import page_routes
+
+    settings = _settings()
+    lag_routes, lag_lifespans = lag_web.api_parts(settings)  # GET /api/lag, /dashboard; the lag monitor
+    # The gateway is mounted beside the API so the seed's `wsUrl` (/ws/orders/<id>) works on this port.
+    run(
+        settings,
+        extra_routes=[*query.routes(), *gateway.routes(), *page_routes(), *lag_routes],
+        extra_lifespans=[query.lifespan(settings), gateway.lifespan(settings), *lag_lifespans],
+    )
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from services.gateway.server import run
 
     run(_settings())
     return 0
@@ -153,6 +175,30 @@ def cmd_venue(args: argparse.Namespace) -> int:
 
     serve()
     return 0
+
+
+def cmd_projector(args: argparse.Namespace) -> int:
+    from projections.projector import run
+
+    run(_settings())
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from projections.rebuild_cli import main as rebuild
+
+    return rebuild(_settings(), args)
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    from services.lag.terminal import show
+
+    settings = _settings()
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    try:
+        return asyncio.run(show(settings, url, as_json=args.json, watch=args.watch, force_direct=args.direct))
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -191,8 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="fail if docs/schemas is out of date")
     p.add_argument("dir", nargs="?", default=str(config.REPO_ROOT / "docs" / "schemas"))
     add("api", cmd_api, "the HTTP ingress (and the API's other routes) in the foreground")
+    add("gateway", cmd_gateway, "the WebSocket gateway alone (GATEWAY_PORT) in the foreground, for scale-out")
     add("router", cmd_router, "the order router (a Faust worker) in the foreground")
     add("venue", cmd_venue, "the simulated DEX venues (Raydium, Meteora) over HTTP in the foreground")
+    add("projector", cmd_projector, "the projector (event log -> Postgres order tables) in the foreground")
+    p = add("rebuild", cmd_rebuild, "rebuild the order projection by replaying the log (verify, then swap)")
+    from projections.rebuild_cli import add_arguments as rebuild_arguments
+
+    rebuild_arguments(p)
+    p = add("lag", cmd_lag, "consumer lag, stage lags and stuck orders (from the API's /api/lag)")
+    p.add_argument("--url", help="the API (default http://HOST:PORT)")
+    p.add_argument("--json", action="store_true", help="print the JSON report")
+    p.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="S", help="refresh every S s (2)")
+    p.add_argument("--direct", action="store_true", help="sample from this process instead of the API")
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"

@@ -38,8 +38,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "OEE_KAFKA_HEAP": ("512m", "local broker JVM heap"),
     "OEE_PG_PORT": ("5432", "local PostgreSQL port"),
     "OEE_START_TIMEOUT": ("60", "seconds to wait for the local broker and database to answer"),
-    "ROUTER_BATCH_MAX": ("500", "most intake records the router takes per batch (one transaction each)"),
-    "ROUTER_BATCH_WITHIN_MS": ("2", "how long the router waits to fill a batch"),
+    "ROUTER_BATCH_MAX": ("500", "most intake records in one router batch (one transaction per partition)"),
     "ROUTER_QUOTE_TIMEOUT_MS": ("2000", "per-venue quote timeout"),
     "ROUTER_BACKOFF_MS": ("1000,2000", "waits before quote attempts 2 and 3 when no venue quotes"),
 }
@@ -50,7 +49,6 @@ class RouterSettings:
     """The router's tuning knobs (ROUTER_*)."""
 
     batch_max: int
-    batch_within_s: float
     quote_timeout_s: float
     backoff: tuple[float, ...]
 
@@ -67,7 +65,6 @@ def load_router(env: Mapping[str, str] | None = None) -> RouterSettings:
         raise ConfigError(f"ROUTER_BACKOFF_MS={raw!r} must not be negative")
     return RouterSettings(
         batch_max=_int(env, "ROUTER_BATCH_MAX", 1, 100_000),
-        batch_within_s=_int(env, "ROUTER_BATCH_WITHIN_MS", 0, 60_000) / 1000,
         quote_timeout_s=_int(env, "ROUTER_QUOTE_TIMEOUT_MS", 1, 600_000) / 1000,
         backoff=backoff,
     )
@@ -76,9 +73,11 @@ def load_router(env: Mapping[str, str] | None = None) -> RouterSettings:
 def all_env_vars() -> dict[str, tuple[str, str]]:
     """Every variable any part of the engine reads (services, ingress, venue), with default and meaning."""
     from services.ingress.options import INGRESS_ENV_VARS
+    from services.lag.config import LAG_ENV_VARS
+    from services.metrics import METRICS_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
 
-    return {**ENV_VARS, **INGRESS_ENV_VARS, **VENUE_ENV_VARS}
+    return {**ENV_VARS, **INGRESS_ENV_VARS, **VENUE_ENV_VARS, **LAG_ENV_VARS, **METRICS_ENV_VARS}
 
 
 def _get(env: Mapping[str, str], name: str) -> str:

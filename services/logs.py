@@ -1,6 +1,11 @@
 """One log format across services: text for people, JSON lines when LOG_FORMAT=json.
 
-Anything about an order passes `extra={"order_id": ...}` so every such line carries the order id.
+Anything about an order passes `extra={"order_id": ...}` so every such line carries the order id; any other
+`extra` field becomes a key of the JSON line (or `key=value` after a text line). `setup` installs the one
+handler on the root logger, so third-party loggers (uvicorn, Faust/mode, aiokafka) come out in the same
+format: run uvicorn with `log_config=None` and Faust's worker with `override_logging=False`.
+
+JSON line keys: `ts` (UTC, ms, `Z`), `level`, `service`, `logger`, `msg`, then the extras, then `exc`.
 """
 
 from __future__ import annotations
@@ -14,21 +19,28 @@ import orjson
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
-    "color_message",
+    "color_message",  # uvicorn's colourised copy of the message
 }
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str = "oee") -> None:
+        super().__init__()
+        self.service = service
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
             "level": record.levelname.lower(),
+            "service": self.service,
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and k not in line})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
         return orjson.dumps(line, default=str).decode()
 
 
@@ -45,11 +57,20 @@ class TextFormatter(logging.Formatter):
 
 
 def setup(level: str = "INFO", fmt: str = "text", service: str = "oee") -> None:
+    """Send every logger's records through one handler on stderr, in `fmt` (text or json)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries that install handlers of their own would print a second, differently formatted copy.
+    faust_loggers = [n for n in logging.root.manager.loggerDict if n.startswith(("faust.", "mode."))]
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faust", "mode", "aiokafka", *faust_loggers):
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
+        library.disabled = False  # a dictConfig with disable_existing_loggers may have turned it off
     # aiokafka is chatty at INFO about normal coordinator churn; its warnings still show.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)
     logging.getLogger(service).debug("logging configured", extra={"format": fmt})

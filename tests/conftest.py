@@ -23,6 +23,8 @@ from events.topics import Topics, topic_specs
 from services import config
 from services.config import Settings
 
+pytest_plugins = ["tests.projection_plugin"]  # the `schema` and `db` fixtures of the projection tests
+
 
 def _docker_engine_answers() -> bool:
     if shutil.which("docker") is None:

@@ -23,6 +23,8 @@ from services.ingress.idempotency import IdempotencyStore
 from services.ingress.intake import EventPublisher, Intake
 from services.ingress.options import IngressOptions
 from services.ingress.publisher import Position, Publisher
+from services.metrics import ingress as ingress_metrics
+from services.metrics import metrics_route
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 """What an extra route needs opened for it: `lifespan(app)` is entered with the app's own resources up."""
@@ -71,9 +73,10 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/api/orders/execute", routes.execute, methods=["POST"]),
+            Route("/api/orders/execute", ingress_metrics.instrument(routes.execute), methods=["POST"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/ready", routes.ready, methods=["GET"]),
+            metrics_route(),  # GET /metrics (Prometheus): this process's metrics, lag gauges included
             *extra_routes,
         ],
         exception_handlers={HTTPException: responses.http_exception, Exception: responses.server_error},

@@ -46,6 +46,8 @@ class BrokerUnavailable(Exception):
 class PublishTimeout(Exception):
     """No acknowledgement before the deadline: the record may or may not be in the log."""
 
+    order_id: str | None = None  # the order whose outcome is unknown, for the log line about it
+
 
 class Publisher:
     """Publishes events to one topic through one long-lived producer per process."""
@@ -162,10 +164,10 @@ class Publisher:
         except TimeoutError:
             if delivery is None:
                 raise BrokerUnavailable("no broker metadata or buffer space before the deadline") from None
-            raise PublishTimeout(f"no acknowledgement within {self._send_timeout}s") from None
+            raise _unknown(f"no acknowledgement within {self._send_timeout}s", event) from None
         except KafkaError as exc:
             if delivery is not None and isinstance(exc, _UNKNOWN_OUTCOME):
-                raise PublishTimeout(f"outcome unknown: {exc!r}") from exc
+                raise _unknown(f"outcome unknown: {exc!r}", event) from exc
             raise BrokerUnavailable(f"write refused: {exc!r}") from exc
         return Position(metadata.topic, metadata.partition, metadata.offset)
 
@@ -182,6 +184,12 @@ class Publisher:
                 return bool(await producer.client.force_metadata_update())
         except (TimeoutError, KafkaError, OSError):
             return False
+
+
+def _unknown(message: str, event: Event) -> PublishTimeout:
+    exc = PublishTimeout(message)
+    exc.order_id = event.order_id
+    return exc
 
 
 def _sender_died(producer: AIOKafkaProducer) -> bool:

@@ -63,7 +63,8 @@ async def execute(request: Request) -> Response:
         problem = Problem(KEY_FIELD, "a request with this key is still being processed")
         return error_response(409, "a request with this Idempotency-Key is in progress", [problem], retry)
     except PublishTimeout as exc:
-        log.warning("order outcome unknown, answered 503: %s", exc)
+        request.state.reject_reason = "outcome_unknown"  # metrics: 503 alone does not say which
+        log.warning("order outcome unknown, answered 503: %s", exc, extra={"order_id": exc.order_id})
         error = "order not acknowledged by the broker in time (outcome unknown): retry with the same key"
         return error_response(503, error, headers=retry)
     except BrokerUnavailable as exc:
@@ -74,6 +75,11 @@ async def execute(request: Request) -> Response:
 
 def _accepted(accepted: Accepted) -> Response:
     order_id, position = accepted.order_id, accepted.position
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "order accepted",
+            extra={"order_id": order_id, "partition": position.partition, "offset": position.offset},
+        )
     body = {
         "orderId": order_id,
         "status": "pending",

@@ -1,13 +1,13 @@
 """`oee router`: the Faust worker that routes orders.
 
-Faust owns what it is good at: the consumer group over the intake topic, partition assignment, the agent
-loop and its batching (`take_events`). The agent runs with `concurrency=1`, so one partition's records are
-handled in order, and parallelism comes from partitions and from orders waiting on venues concurrently
-(Faust's `concurrency > 1` may process a partition "in no particular order" and commit past an event still
-in flight: faust-streaming issue 606). Faust's own exactly-once mode is not used (open duplicate bugs 517,
-323, 177): each batch is committed by `RouterCore` in a Kafka transaction of its own, with the consumed
-offsets sent to the same consumer group inside that transaction. Faust's periodic commits then only
-repeat offsets the transactions already committed, because an event is acked after its batch committed.
+Faust owns what it is good at: the consumer group over the intake topic, partition assignment and the
+agent loop. The agent runs with `concurrency=1`, so one partition's records are handled in order, and
+parallelism comes from partitions and from orders waiting on venues concurrently (Faust's `concurrency > 1`
+may process a partition "in no particular order" and commit past an event still in flight: faust-streaming
+issue 606). The agent hands records to a `Batcher`, which gives the core everything that arrived while it
+was busy (see `services.router.batching`). Faust's own exactly-once mode is not used (open duplicate bugs
+517, 323, 177): each batch is committed by `RouterCore` in Kafka transactions, with the consumed offsets sent
+to the same consumer group inside them, and Faust's own offset commits are turned off.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import faust
 from events.topics import Topics
 from services import config
 from services.config import Settings
+from services.router.batching import Batcher
 from services.router.core import RouterCore, RouterOptions
 from services.router.worker import Record
 from services.venue.interface import Venue
@@ -35,9 +36,7 @@ def group_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}oee-router"
 
 
-def build_app(
-    settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500, batch_within_s: float = 0.002
-) -> faust.App:
+def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500) -> faust.App:
     topics = Topics.with_prefix(settings.topic_prefix)
     app = faust.App(
         group_id(settings),
@@ -61,20 +60,13 @@ def build_app(
     intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
     _leave_offsets_to_transactions(app)
 
+    batcher = Batcher(core.handle, batch_max, pending_max=4 * batch_max)
+
     @app.agent(intake, concurrency=1)
     async def route(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.take_events(batch_max, within=batch_within_s):
-            records = [
-                Record(
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    value=e.message.value,
-                    key=e.message.key,
-                    headers=list(e.message.headers or ()),
-                )
-                for e in events
-            ]
-            await core.handle(records)
+        async for event in stream.events():
+            m = event.message
+            await batcher.put(Record(m.partition, m.offset, m.value, m.key, list(m.headers or ())))
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -83,11 +75,13 @@ def build_app(
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         mine = {tp.partition for tp in revoked if tp.topic == topics.requests}
+        batcher.drop_partitions(mine)
         await core.assign(set(core.workers) - mine)
 
     @app.task
     async def start_core() -> None:
         await core.start()
+        core.spawn(batcher.run(), "router-batches")
         exc = await core.crashed
         log.critical("router exiting: %r", exc)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -124,8 +118,14 @@ def make_core(
 
 def run(settings: Settings) -> None:
     """Run the router worker in the foreground until SIGTERM/SIGINT."""
+    import uvloop
+
     from services.venue.client import connect_venues
     from services.venue.config import VenueConfig, build_venues
+
+    # Before anything creates a loop-bound object: Faust and the venue clients then all run on uvloop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
     vcfg = VenueConfig.from_env()
     if vcfg.url:
@@ -139,12 +139,22 @@ def run(settings: Settings) -> None:
         settings, venues, RouterOptions(quote_timeout_s=knobs.quote_timeout_s, backoff=knobs.backoff)
     )
     attach_settlements(core, venues)
+    _serve_metrics(settings, core)
     datadir = settings.stack.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, core, str(datadir), knobs.batch_max, knobs.batch_within_s)
+    app = build_app(settings, core, str(datadir), knobs.batch_max)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.spinner = None  # its cursor escapes end up in log files
     worker.execute_from_commandline()
+
+
+def _serve_metrics(settings: Settings, core: RouterCore) -> None:
+    """/metrics on ROUTER_METRICS_PORT (the router has no HTTP server of its own); 0 turns it off."""
+    from services import metrics
+    from services.metrics import router as router_metrics
+
+    router_metrics.track_in_flight(lambda: sum(len(w.active) for w in list(core.workers.values())))
+    metrics.serve(metrics.port_from_env(None, "ROUTER_METRICS_PORT"), settings.host, "router metrics")
 
 
 def attach_settlements(core: RouterCore, venues: Mapping[str, Venue]) -> None:

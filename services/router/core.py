@@ -83,6 +83,9 @@ class RouterCore:
             enable_idempotence=True,
             acks="all",
             linger_ms=0,
+            # The broker answers CONCURRENT_TRANSACTIONS while the previous transaction of this id finishes;
+            # aiokafka's default 100 ms wait before retrying would add itself to most commits.
+            retry_backoff_ms=5,
             request_timeout_ms=30_000,
             transaction_timeout_ms=60_000,
         )
@@ -125,6 +128,10 @@ class RouterCore:
         log.critical("router stopping after a failure it cannot route around: %r", exc)
         if self._crashed is not None and not self._crashed.done():
             self._crashed.set_result(exc)
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run `coro` beside the router; if it fails, the router stops (crash-only)."""
+        self._spawn(coro, name)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -205,7 +212,11 @@ class RouterCore:
             for tracked in to_quote:
                 self.owner[tracked.order_id] = worker
             out = _merge(out, steps)
+            # Settlements waiting for this partition ride along: one transaction instead of two.
+            waiting, worker.settlements = worker.settlements, []
+            settled = self._settle_into(worker, out, waiting)
             await worker.commit(out, consumed_up_to=max(r.offset for r in records) + 1)
+        self._forget(settled)
         self._after_commit(worker, steps)
 
     async def _quote(self, orders: Sequence[Tracked]) -> list[flow.Step]:
@@ -315,20 +326,33 @@ class RouterCore:
             if worker.closed:
                 return
             out = Outbox()
-            now = utcnow()
-            for order_id, status in settlements:
-                tracked = worker.active.get(order_id)
-                if tracked is None:
-                    continue
-                step = flow.settled(tracked, status, now)
-                if step.events:
-                    out.add(step)
+            settled = self._settle_into(worker, out, settlements)
             if not out:
                 return
             await worker.commit(out)
-        for tracked in out.states:
-            self.owner.pop(tracked.order_id, None)
-            self.submitted_at.pop(tracked.order_id, None)
+        self._forget(settled)
+
+    def _settle_into(
+        self, worker: PartitionWorker, out: Outbox, settlements: Sequence[tuple[str, SwapStatus]]
+    ) -> list[str]:
+        """Add the terminal events of these settlements to `out`; return the orders they end."""
+        now = utcnow()
+        settled: list[str] = []
+        for order_id, status in settlements:
+            tracked = worker.active.get(order_id)
+            # The feed and a reconciliation can report the same swap in one batch: settle it once.
+            if tracked is None or order_id in settled:
+                continue
+            step = flow.settled(tracked, status, now)
+            if step.events:
+                out.add(step)
+                settled.append(order_id)
+        return settled
+
+    def _forget(self, order_ids: Iterable[str]) -> None:
+        for order_id in order_ids:
+            self.owner.pop(order_id, None)
+            self.submitted_at.pop(order_id, None)
 
     async def _reconcile(self, worker: PartitionWorker, orders: Sequence[Tracked]) -> None:
         """Ask each venue where these submitted swaps stand; settle the finished ones and resubmit the ones
@@ -339,7 +363,8 @@ class RouterCore:
         for name, group in by_venue.items():
             venue = self.venues.get(name)
             if venue is None:
-                log.error("order routed to unknown venue %s", name)
+                for tracked in group:
+                    log.error("order routed to unknown venue %s", name, extra={"order_id": tracked.order_id})
                 continue
             try:
                 statuses = await venue.status_many([t.order_id for t in group])

@@ -29,6 +29,7 @@ from events.codec import EventDecodeError, decode, encode, headers_for, key_for
 from events.envelope import Event
 from events.topics import Topics, dead_letter_headers
 from events.types import OrderRequested
+from services.metrics import router as router_metrics
 from services.router import flow
 from services.router.flow import Step, Tracked
 from services.router.statestore import encode_tracked
@@ -189,6 +190,7 @@ class PartitionWorker:
                 except Exception:  # the original error is the one to report
                     log.exception("abort after a failed transaction failed too")
             raise
+        router_metrics.observe_commit(out.events, len(out.dead))  # metrics: only what committed
         for tracked in out.states:
             self.remember(tracked)
         for fut in sends:

@@ -30,6 +30,7 @@ class Service:
 SERVICES: tuple[Service, ...] = (
     Service("venue", "VENUE_PORT"),
     Service("router"),
+    Service("projector"),
     Service("api", "PORT"),
 )
 

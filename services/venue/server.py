@@ -35,6 +35,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from services.metrics import metrics_route
+from services.metrics import venue as venue_metrics
+
 from . import wire
 from .config import VenueConfig, build_venues
 from .interface import SubmitOutcomeUnknown, SwapStatus, Venue, VenueRejected, VenueUnavailable
@@ -72,6 +75,8 @@ def create_app(
         app.state.venues = (
             dict(venues) if venues is not None else build_venues(config or VenueConfig.from_env(), tokens)
         )
+        if owned:
+            _count_settlements(app.state.venues)
         for venue in app.state.venues.values():
             if isinstance(venue, SimulatedVenue):
                 venue.start()
@@ -85,6 +90,9 @@ def create_app(
                 for venue in app.state.venues.values():
                     await venue.aclose()
 
+    if venues is not None:
+        _count_settlements(venues)  # now: the caller's venues outlive the app; nothing to undo
+
     routes = [
         Route("/health", health),
         Route("/venues/{name}/quote", quote, methods=["POST"]),
@@ -93,6 +101,7 @@ def create_app(
         Route("/venues/{name}/swaps/{client_order_id}", status),
         Route("/venues/{name}/settlements", settlements),
         Route("/venues/{name}/ledger", ledger),
+        metrics_route(),  # GET /metrics (Prometheus)
     ]
     handlers: Mapping[Any, Any] = {
         VenueUnavailable: _error(503, "unavailable"),
@@ -104,28 +113,37 @@ def create_app(
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
 
 
+def _count_settlements(venues: Mapping[str, Venue]) -> None:
+    """Metrics: count every settlement by venue and state (subscribed once per venue, for its lifetime)."""
+    for venue in venues.values():
+        if isinstance(venue, SimulatedVenue):
+            venue.on_settled(venue_metrics.settled)
+
+
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "venues": sorted(request.app.state.venues)})
 
 
 async def quote(request: Request) -> Response:
     venue, body = _venue(request), await _body(request)
-    q = await venue.quote(
-        wire.text(body, "base"), wire.text(body, "quote"), wire.side(body), wire.number(body, "amount_in")
-    )
+    with venue_metrics.counted(venue_metrics.QUOTES, venue.name):  # metrics: outcome per call
+        q = await venue.quote(
+            wire.text(body, "base"), wire.text(body, "quote"), wire.side(body), wire.number(body, "amount_in")
+        )
     return JSONResponse(q)
 
 
 async def submit(request: Request) -> Response:
     venue, body = _venue(request), await _body(request)
-    receipt = await venue.submit(
-        wire.text(body, "client_order_id"),
-        wire.text(body, "base"),
-        wire.text(body, "quote"),
-        wire.side(body),
-        wire.number(body, "amount_in"),
-        wire.number(body, "limit_price"),
-    )
+    with venue_metrics.counted(venue_metrics.SUBMITS, venue.name):  # metrics: outcome per call
+        receipt = await venue.submit(
+            wire.text(body, "client_order_id"),
+            wire.text(body, "base"),
+            wire.text(body, "quote"),
+            wire.side(body),
+            wire.number(body, "amount_in"),
+            wire.number(body, "limit_price"),
+        )
     return JSONResponse(receipt)
 
 
@@ -237,16 +255,18 @@ def _error(code: int, kind: str) -> Any:
 def main() -> None:
     import uvicorn
 
+    from services import logs
     from services.config import load
 
     settings = load()
     config = VenueConfig.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(settings.log_level, settings.log_format, "oee.venue")  # the services' one log format
     app = create_app(config=config, tokens=settings.tokens)
     uvicorn.run(
         app,
         host=config.host,
         port=config.port,
+        log_config=None,  # uvicorn's loggers go through the root handler `logs.setup` installed
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_S,

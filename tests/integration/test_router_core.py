@@ -15,7 +15,7 @@ from services.config import Settings
 from services.router.core import RouterCore, RouterOptions
 from services.router.worker import Record
 from services.venue.config import VENUE_SPECS
-from services.venue.interface import Side, VenueQuote
+from services.venue.interface import Side, SwapStatus, VenueQuote
 from services.venue.simulator import SimulatedVenue
 from tests.e2e.harness import LogReader, assert_lifecycle
 from tests.samples import order_request
@@ -118,3 +118,25 @@ async def test_a_restarted_core_resumes_submitted_orders_from_the_state_topic(
             assert late.order_id not in log.by_order
     finally:
         await successor.stop()
+
+
+async def test_a_swap_reported_twice_at_once_ends_the_order_once(
+    core: RouterCore, infra: Settings, topics: Topics
+) -> None:
+    order = order_request("sell")
+    meteora = core.venues["meteora"]
+    assert isinstance(meteora, SimulatedVenue)
+    meteora.execution_latency_s = (3600.0, 3600.0)
+    await core.handle([Record(partition=2, offset=0, value=encode(order), key=order.order_id.encode())])
+    async with LogReader(infra.bootstrap_servers, topics.events) as log:
+        await log.wait_for(
+            lambda r: [e.type for e in r.by_order.get(order.order_id, [])][-1:] == ["OrderSubmitted"],
+            30,
+            "the order submitted",
+        )
+        fill = SwapStatus("meteora", order.order_id, "confirmed", "tx-1", 150.0, 225.0, None, None)
+        core.on_settlement(fill)  # from the feed
+        core.on_settlement(fill)  # and from a reconciliation, in the same settlement batch
+        await log.wait_terminal([order.order_id], 30)
+        await log.settle(1.0)
+        assert_lifecycle(log.by_order[order.order_id])

@@ -113,7 +113,7 @@ async def test_round_trip_keeps_the_interface() -> None:
             assert await raydium.status(order) == settled and settled.state == "confirmed"
             batch = await raydium.status_many([order, cid()])
             assert [s.state for s in batch] == ["confirmed", "unknown"] and batch[0] == settled
-            assert await raydium.ledger_stats() == {"size": 1, "pending": 0, "max_entries_per_id": 1}
+            assert await raydium.ledger_stats() == {"size": 1, "pending": 0, "max_entries_per_id": 1, "quotes_in_progress": 0}
             assert (await meteora.status(order)).state == "unknown"  # one ledger per venue
 
 
