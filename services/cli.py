@@ -138,11 +138,13 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     from services import query
     from services.gateway import app as gateway
+    from services.gateway import server as gateway_server
     from services.ingress.server import run
     from services.lag import web as lag_web
     from services.web.routes import page_routes
 
     settings = _settings()
+    gateway_server.tune_gc()  # the API serves the WebSocket gateway too: thousands of connections
     lag_routes, lag_lifespans = lag_web.api_parts(settings)  # GET /api/lag, /dashboard; the lag monitor
     # The gateway is mounted beside the API so the seed's `wsUrl` (/ws/orders/<id>) works on this port.
     run(

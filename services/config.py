@@ -71,13 +71,23 @@ def load_router(env: Mapping[str, str] | None = None) -> RouterSettings:
 
 
 def all_env_vars() -> dict[str, tuple[str, str]]:
-    """Every variable any part of the engine reads (services, ingress, venue), with default and meaning."""
+    """Every variable any part of the engine reads, with its default and meaning."""
+    from projections.settings import PROJECTION_ENV_VARS
+    from services.gateway.options import GATEWAY_ENV_VARS
     from services.ingress.options import INGRESS_ENV_VARS
     from services.lag.config import LAG_ENV_VARS
     from services.metrics import METRICS_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
 
-    return {**ENV_VARS, **INGRESS_ENV_VARS, **VENUE_ENV_VARS, **LAG_ENV_VARS, **METRICS_ENV_VARS}
+    return {
+        **ENV_VARS,
+        **INGRESS_ENV_VARS,
+        **VENUE_ENV_VARS,
+        **PROJECTION_ENV_VARS,
+        **GATEWAY_ENV_VARS,
+        **LAG_ENV_VARS,
+        **METRICS_ENV_VARS,
+    }
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
