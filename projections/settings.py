@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import ConfigError
+from services.config import ConfigError, env_int, env_str
 
 PROJECTION_NAME = "orders"
 """The projection's name in `projector_positions.projection` (several projections can share that table)."""
@@ -75,15 +75,8 @@ def schema_from_env(env: Mapping[str, str] | None = None) -> str:
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, "") or PROJECTION_ENV_VARS[name][0]
+    return env_str(env, name, PROJECTION_ENV_VARS)
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    raw = _get(env, name)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside {low}..{high}")
-    return value
+    return env_int(env, name, low, high, PROJECTION_ENV_VARS)

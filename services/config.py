@@ -90,13 +90,16 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     }
 
 
-def _get(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "")
-    return value if value != "" else ENV_VARS[name][0]
+Table = Mapping[str, tuple[str, str]]
 
 
-def _int(env: Mapping[str, str], name: str, low: int = 0, high: int = 1 << 31) -> int:
-    raw = _get(env, name)
+def env_str(env: Mapping[str, str], name: str, table: Table) -> str:
+    """The variable's value, or its documented default from `table` when unset or empty."""
+    return env.get(name, "") or table[name][0]
+
+
+def env_int(env: Mapping[str, str], name: str, low: int, high: int, table: Table) -> int:
+    raw = env_str(env, name, table)
     try:
         value = int(raw)
     except ValueError:
@@ -104,6 +107,25 @@ def _int(env: Mapping[str, str], name: str, low: int = 0, high: int = 1 << 31) -
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is outside {low}..{high}")
     return value
+
+
+def env_float(env: Mapping[str, str], name: str, low: float, high: float, table: Table) -> float:
+    raw = env_str(env, name, table)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:  # also rejects NaN
+        raise ConfigError(f"{name}={value:g} is outside {low:g}..{high:g}")
+    return value
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    return env_str(env, name, ENV_VARS)
+
+
+def _int(env: Mapping[str, str], name: str, low: int = 0, high: int = 1 << 31) -> int:
+    return env_int(env, name, low, high, ENV_VARS)
 
 
 @dataclass(frozen=True)

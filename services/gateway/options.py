@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import ConfigError
+from services.config import env_int, env_str
 
 GATEWAY_ENV_VARS: dict[str, tuple[str, str]] = {
     "GATEWAY_HOST": ("127.0.0.1", "bind address of `oee gateway` (the standalone WebSocket gateway)"),
@@ -81,15 +81,8 @@ class GatewayOptions:
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, "") or GATEWAY_ENV_VARS[name][0]
+    return env_str(env, name, GATEWAY_ENV_VARS)
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    raw = _get(env, name)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside {low}..{high}")
-    return value
+    return env_int(env, name, low, high, GATEWAY_ENV_VARS)

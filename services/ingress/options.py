@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import ConfigError
+from services.config import env_int
 
 INGRESS_ENV_VARS: dict[str, tuple[str, str]] = {
     "INGRESS_MAX_BODY_BYTES": ("16384", "largest accepted request body; larger answers 413"),
@@ -53,11 +53,4 @@ class IngressOptions:
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    raw = env.get(name, "") or INGRESS_ENV_VARS[name][0]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside {low}..{high}")
-    return value
+    return env_int(env, name, low, high, INGRESS_ENV_VARS)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.config import ConfigError, RouterSettings
+from services.config import ConfigError, RouterSettings, env_float, env_str
 from services.lag.rules import Thresholds
 
 LAG_ENV_VARS: dict[str, tuple[str, str]] = {
@@ -86,15 +86,8 @@ def routing_budget(router: RouterSettings | None = None) -> float:
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, "") or LAG_ENV_VARS[name][0]
+    return env_str(env, name, LAG_ENV_VARS)
 
 
 def _float(env: Mapping[str, str], name: str, low: float = 0.0, high: float = 1e9) -> float:
-    raw = _get(env, name)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value:g} is outside {low:g}..{high:g}")
-    return value
+    return env_float(env, name, low, high, LAG_ENV_VARS)
