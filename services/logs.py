@@ -70,6 +70,7 @@ def setup(level: str = "INFO", fmt: str = "text", service: str = "oee") -> None:
         library.handlers.clear()
         library.propagate = True
         library.disabled = False  # a dictConfig with disable_existing_loggers may have turned it off
+        library.setLevel(logging.NOTSET)  # and one may have set its own level: the root's decides
     # aiokafka is chatty at INFO about normal coordinator churn; its warnings still show.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.captureWarnings(True)
