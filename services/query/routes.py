@@ -124,10 +124,9 @@ def _not_caught_up(ctx: QueryContext, order_id: str, wait: Wait, seen: _Seen) ->
     return json_response(body, 503, _retry(ctx))
 
 
-@_guarded
-async def get_order(request: Request) -> Response:
-    """GET /api/orders/{orderId}[?minSeq=N][&minPosition=P:O][&waitMs=MS]"""
-    _reject_execute(request)
+async def _projected_order(request: Request) -> tuple[QueryContext, str, Any] | Response:
+    """The order of the path, once the projection has caught up with what the query waits for; or the
+    answer to give instead (400 bad parameters, 503 not caught up in time, 404 unknown order)."""
     ctx: QueryContext = request.app.state.query
     try:
         order_id, wait = one_order(
@@ -140,26 +139,29 @@ async def get_order(request: Request) -> Response:
         return _not_caught_up(ctx, order_id, wait, seen)
     if seen.row is None:
         return error_response(404, f"order {order_id} not found")
-    body = views.order(seen.row)
-    body["projection"] = views.freshness(seen.row, seen.row["last_partition"])
+    return ctx, order_id, seen.row
+
+
+@_guarded
+async def get_order(request: Request) -> Response:
+    """GET /api/orders/{orderId}[?minSeq=N][&minPosition=P:O][&waitMs=MS]"""
+    _reject_execute(request)
+    found = await _projected_order(request)
+    if isinstance(found, Response):
+        return found
+    _, _, row = found
+    body = views.order(row)
+    body["projection"] = views.freshness(row, row["last_partition"])
     return json_response(body)
 
 
 @_guarded
 async def get_order_events(request: Request) -> Response:
     """GET /api/orders/{orderId}/events[?minSeq=N][&minPosition=P:O][&waitMs=MS]"""
-    ctx: QueryContext = request.app.state.query
-    try:
-        order_id, wait = one_order(
-            request.path_params["order_id"], params_of(request.query_params.multi_items())
-        )
-    except InvalidQuery as exc:
-        return error_response(400, exc.summary, exc.problems)
-    seen, in_time = await _read_waiting(ctx, order_id, wait)
-    if not in_time:
-        return _not_caught_up(ctx, order_id, wait, seen)
-    if seen.row is None:
-        return error_response(404, f"order {order_id} not found")
+    found = await _projected_order(request)
+    if isinstance(found, Response):
+        return found
+    ctx, order_id, _ = found
     async with ctx.pool.acquire() as conn:
         rows = await ctx.reads.events(conn, order_id)
     return json_response({"orderId": order_id, "events": [views.event(r) for r in rows]})
