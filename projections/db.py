@@ -69,7 +69,13 @@ class Reconnecting:
         delay = self._backoff[0]
         while True:
             try:
-                if self._conn is None or self._conn.is_closed():
+                if self._conn is not None and self._conn.is_closed():
+                    # The server ended the session while it was idle (a restart, pg_terminate_backend): asyncpg
+                    # noticed before we used it, so no error reaches us, but it is a lost connection all the same.
+                    log.warning("database connection was closed by the server; reopening")
+                    self._conn = None
+                    self.reconnects += 1
+                if self._conn is None:
                     self._conn = await asyncpg.connect(
                         self._dsn, timeout=self._connect_timeout, server_settings=self._settings
                     )
