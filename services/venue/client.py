@@ -7,6 +7,12 @@ connection, 504, any other 5xx, an unreadable body) is `SubmitOutcomeUnknown`, b
 accepted it: the caller reads `status` before anything else. Quotes and status reads are safe to repeat, so
 any failure of theirs is `VenueUnavailable`.
 
+Quotes and submits made in the same event-loop turn go out as one `:batch` request (a router quotes and
+submits a whole partition batch at once): per item the outcome, and the error it maps to, is exactly what the
+request alone would have had, so callers see the same interface; what changes is one HTTP round trip per
+turn instead of one per call. Measured on this machine, the venue spent ~75 % of its CPU on per-request
+HTTP machinery when every call was its own request.
+
 Built on aiohttp rather than httpx: measured on this 2-core machine against the venue server, httpx 0.28 spent
 1.6 ms of client CPU per request alone and ~5 ms at 50 in flight (its connection pool, plus httpcore
 re-importing the absent `sniffio` on every request), aiohttp ~0.2 ms at any concurrency. A router makes
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote as quote_path
 
@@ -29,6 +35,7 @@ from .interface import (
     SubmitOutcomeUnknown,
     SubmitReceipt,
     SwapStatus,
+    VenueError,
     VenueQuote,
     VenueRejected,
     VenueUnavailable,
@@ -59,16 +66,19 @@ class HttpVenue:
         connect_timeout_s: float | None = None,
         max_connections: int = 100,
         keepalive_s: float = 15.0,
+        max_batch: int = 500,
     ) -> None:
         self.name = name
         self._prefix = f"{base_url.rstrip('/')}/venues/{name}"
         self._timeout = aiohttp.ClientTimeout(connect=connect_timeout_s or timeout_s, sock_read=timeout_s)
         self._max_connections, self._keepalive_s = max_connections, keepalive_s
         self._session: aiohttp.ClientSession | None = None  # opened in the event loop, at first use
+        self._quotes = Coalescer(lambda bodies: self._batch("/quote:batch", bodies, submit=False), max_batch)
+        self._submits = Coalescer(lambda bodies: self._batch("/submit:batch", bodies, submit=True), max_batch)
 
     async def quote(self, base: str, quote: str, side: Side, amount_in: float) -> VenueQuote:
         body = {"base": base, "quote": quote, "side": side, "amount_in": amount_in}
-        return self._decode(VenueQuote, await self._call("POST", "/quote", body))
+        return self._decode(VenueQuote, await self._quotes.call(body))
 
     async def submit(
         self, client_order_id: str, base: str, quote: str, side: Side, amount_in: float, limit_price: float
@@ -81,8 +91,7 @@ class HttpVenue:
             "amount_in": amount_in,
             "limit_price": limit_price,
         }
-        reply = await self._call("POST", "/submit", body, submit=True)
-        return self._decode(SubmitReceipt, reply, submit=True)
+        return self._decode(SubmitReceipt, await self._submits.call(body), submit=True)
 
     async def status(self, client_order_id: str) -> SwapStatus:
         reply = await self._call("GET", f"/swaps/{quote_path(client_order_id, safe='')}")
@@ -118,6 +127,8 @@ class HttpVenue:
         return dict(await self._call("GET", "/ledger"))
 
     async def aclose(self) -> None:
+        await self._quotes.aclose()
+        await self._submits.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -141,6 +152,25 @@ class HttpVenue:
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
+    async def _batch(self, path: str, bodies: list[Any], *, submit: bool) -> list[Any]:
+        """One `:batch` request; per item its body, or the error the same request alone would have raised."""
+        reply = await self._call("POST", path, {"requests": bodies}, submit=submit)
+        results = reply.get("results")
+        if not isinstance(results, list) or len(results) != len(bodies):
+            error = SubmitOutcomeUnknown if submit else VenueUnavailable
+            raise error(self.name, f"unreadable reply: {len(bodies)} requests, results {str(results)[:80]}")
+        out: list[Any] = []
+        for item in results:
+            code = item.get("status") if isinstance(item, dict) else None
+            if not isinstance(code, int):
+                error = SubmitOutcomeUnknown if submit else VenueUnavailable
+                out.append(error(self.name, f"unreadable reply item: {str(item)[:80]}"))
+            elif 200 <= code < 300:
+                out.append(item.get("body"))
+            else:
+                out.append(self._failure(code, item, submit))
+        return out
+
     async def _call(self, method: str, path: str, body: Any = None, *, submit: bool = False) -> Any:
         content = orjson.dumps(body) if body is not None else None
         try:
@@ -159,12 +189,79 @@ class HttpVenue:
             data = {"error": raw[:200].decode(errors="replace") or f"HTTP {code}"}
         if 200 <= code < 300 and isinstance(data, dict):
             return data
+        raise self._failure(code, data, submit)
+
+    def _failure(self, code: int, data: Any, submit: bool) -> VenueError:
+        """What a non-2xx reply (or batch item) means to the caller."""
         reason = data.get("error", f"HTTP {code}") if isinstance(data, dict) else f"HTTP {code}"
         if code in (400, 404, 422):
-            raise VenueRejected(self.name, reason)
+            return VenueRejected(self.name, reason)
         if submit and code != 503:  # 503 means "not accepted"; anything else after sending may hide a fill
-            raise SubmitOutcomeUnknown(self.name, f"HTTP {code}: {reason}")
-        raise VenueUnavailable(self.name, f"HTTP {code}: {reason}")
+            return SubmitOutcomeUnknown(self.name, f"HTTP {code}: {reason}")
+        return VenueUnavailable(self.name, f"HTTP {code}: {reason}")
+
+
+class Coalescer:
+    """Calls made in one event-loop turn, sent together: `call(body)` resolves to that body's own result.
+
+    `send(bodies)` returns one result per body, in order: a value, or an exception to raise in that caller.
+    If `send` itself raises, every caller of the batch gets an error of the same class and reason (a new
+    instance each, so tracebacks do not pile up on a shared one). A caller that stopped waiting (a timeout
+    cancelled it) is skipped. At most `max_batch` bodies go in one send.
+    """
+
+    def __init__(self, send: Callable[[list[Any]], Awaitable[list[Any]]], max_batch: int) -> None:
+        self._send, self._max = send, max_batch
+        self._waiting: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def call(self, body: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((body, future))
+        if len(self._waiting) >= self._max:
+            self._flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)  # after every task that is ready in this turn has had its say
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._waiting = self._waiting, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _run(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._send([body for body, _ in batch])
+        except Exception as exc:
+            results = [_copy(exc) for _ in batch]
+        except asyncio.CancelledError:  # closing: nobody will answer these callers
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def aclose(self) -> None:
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+
+
+def _copy(exc: Exception) -> Exception:
+    if isinstance(exc, VenueError):
+        return type(exc)(exc.venue, exc.reason).with_traceback(exc.__traceback__)
+    return exc
 
 
 def connect_venues(

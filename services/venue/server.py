@@ -7,6 +7,8 @@ a submit while the venue keeps its ledger, and the restarted router reconciles b
     POST /venues/{name}/submit                {client_order_id, base, quote, side, amount_in, limit_price}
                                                                                       -> SubmitReceipt
     GET  /venues/{name}/swaps/{id}                                                    -> SwapStatus
+    POST /venues/{name}/quote:batch           {requests: [quote body, ...]}          -> {results: [item]}
+    POST /venues/{name}/submit:batch          {requests: [submit body, ...]}         -> {results: [item]}
     POST /venues/{name}/swaps:batch-status    {client_order_ids: [...]}              -> {swaps: [SwapStatus]}
     GET  /venues/{name}/settlements           NDJSON stream: one SwapStatus per line as swaps settle
     GET  /venues/{name}/ledger                (inspection for tests: size, pending, max entries per id)
@@ -18,6 +20,12 @@ is not replayed, so a router still reconciles what it submitted with `swaps:batc
 
 Errors are `{"error": reason, "kind": ...}`: 503 `unavailable` (not served, retry), 504 `outcome_unknown`
 (accepted but the reply is deliberately lost: reconcile by status), 400 `rejected`, 404 unknown venue.
+
+The `:batch` forms carry many quotes or submits in one request (a router sends everything one event-loop
+turn produced: one request where there were hundreds). Each item is served as if it came alone, concurrently,
+and answered in order with its own outcome: `{"status": 200, "body": ...}` or `{"status": 503|504|400,
+"error": reason, "kind": ...}` with the codes above. A batch's own status is 200 unless the batch itself is
+unreadable (400) or names no venue (404).
 Run: `python -m services.venue.server` (configuration: `VENUE_*`, tokens: `OEE_TOKENS`).
 """
 
@@ -26,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -40,14 +48,36 @@ from services.metrics import venue as venue_metrics
 
 from . import wire
 from .config import VenueConfig, build_venues
-from .interface import SubmitOutcomeUnknown, SwapStatus, Venue, VenueRejected, VenueUnavailable
+from .interface import (
+    SubmitOutcomeUnknown,
+    SubmitReceipt,
+    SwapStatus,
+    Venue,
+    VenueQuote,
+    VenueRejected,
+    VenueUnavailable,
+)
 from .simulator import SimulatedVenue
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 10_000
+MAX_BATCH = 10_000  # ids in a status lookup, requests in a quote or submit batch
 KEEP_ALIVE_S = 30  # above the client's idle timeout (15 s): the client always closes an idle connection first
 FEED_BUFFER = 100_000  # settlements queued for one slow feed reader before its stream is cut
 FEED_HEARTBEAT_S = 5.0  # an empty line on an idle feed, so both ends notice a dead connection
+
+
+class UnknownVenue(LookupError):
+    pass
+
+
+# An error's HTTP status and `kind`, for a request alone and for a batch item alike.
+ERRORS: dict[type[Exception], tuple[int, str]] = {
+    VenueUnavailable: (503, "unavailable"),
+    SubmitOutcomeUnknown: (504, "outcome_unknown"),
+    VenueRejected: (400, "rejected"),
+    wire.BadRequest: (400, "rejected"),
+    UnknownVenue: (404, "unknown_venue"),
+}
 
 
 class JSONResponse(Response):
@@ -55,10 +85,6 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-class UnknownVenue(LookupError):
-    pass
 
 
 def create_app(
@@ -97,19 +123,15 @@ def create_app(
         Route("/health", health),
         Route("/venues/{name}/quote", quote, methods=["POST"]),
         Route("/venues/{name}/submit", submit, methods=["POST"]),
+        Route("/venues/{name}/quote:batch", quote_batch, methods=["POST"]),
+        Route("/venues/{name}/submit:batch", submit_batch, methods=["POST"]),
         Route("/venues/{name}/swaps:batch-status", batch_status, methods=["POST"]),
         Route("/venues/{name}/swaps/{client_order_id}", status),
         Route("/venues/{name}/settlements", settlements),
         Route("/venues/{name}/ledger", ledger),
         metrics_route(),  # GET /metrics (Prometheus)
     ]
-    handlers: Mapping[Any, Any] = {
-        VenueUnavailable: _error(503, "unavailable"),
-        SubmitOutcomeUnknown: _error(504, "outcome_unknown"),
-        VenueRejected: _error(400, "rejected"),
-        wire.BadRequest: _error(400, "rejected"),
-        UnknownVenue: _error(404, "unknown_venue"),
-    }
+    handlers: Mapping[Any, Any] = {cls: _error(code, kind) for cls, (code, kind) in ERRORS.items()}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
 
 
@@ -125,18 +147,35 @@ async def health(request: Request) -> Response:
 
 
 async def quote(request: Request) -> Response:
-    venue, body = _venue(request), await _body(request)
-    with venue_metrics.counted(venue_metrics.QUOTES, venue.name):  # metrics: outcome per call
-        q = await venue.quote(
-            wire.text(body, "base"), wire.text(body, "quote"), wire.side(body), wire.number(body, "amount_in")
-        )
-    return JSONResponse(q)
+    return JSONResponse(await _quote(_venue(request), await _body(request)))
 
 
 async def submit(request: Request) -> Response:
-    venue, body = _venue(request), await _body(request)
+    return JSONResponse(await _submit(_venue(request), await _body(request)))
+
+
+async def quote_batch(request: Request) -> Response:
+    venue, items = _venue(request), _requests(await _body(request))
+    return JSONResponse({"results": await asyncio.gather(*(_item(_quote(venue, i)) for i in items))})
+
+
+async def submit_batch(request: Request) -> Response:
+    venue, items = _venue(request), _requests(await _body(request))
+    return JSONResponse({"results": await asyncio.gather(*(_item(_submit(venue, i)) for i in items))})
+
+
+async def _quote(venue: Venue, body: Any) -> VenueQuote:
+    body = _object(body)
+    with venue_metrics.counted(venue_metrics.QUOTES, venue.name):  # metrics: outcome per call
+        return await venue.quote(
+            wire.text(body, "base"), wire.text(body, "quote"), wire.side(body), wire.number(body, "amount_in")
+        )
+
+
+async def _submit(venue: Venue, body: Any) -> SubmitReceipt:
+    body = _object(body)
     with venue_metrics.counted(venue_metrics.SUBMITS, venue.name):  # metrics: outcome per call
-        receipt = await venue.submit(
+        return await venue.submit(
             wire.text(body, "client_order_id"),
             wire.text(body, "base"),
             wire.text(body, "quote"),
@@ -144,7 +183,22 @@ async def submit(request: Request) -> Response:
             wire.number(body, "amount_in"),
             wire.number(body, "limit_price"),
         )
-    return JSONResponse(receipt)
+
+
+async def _item(call: Awaitable[Any]) -> dict[str, Any]:
+    """One batch item's outcome, with the status and error body it would have had as a request alone."""
+    try:
+        return {"status": 200, "body": await call}
+    except tuple(ERRORS) as exc:
+        code, kind = next(v for cls, v in ERRORS.items() if isinstance(exc, cls))
+        return {"status": code, "error": _reason(exc), "kind": kind}
+
+
+def _requests(body: dict[str, Any]) -> list[Any]:
+    items = body.get("requests")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+        raise wire.BadRequest(f"requests must be a list of 1 to {MAX_BATCH} request bodies")
+    return items
 
 
 async def status(request: Request) -> Response:
@@ -235,19 +289,24 @@ async def _body(request: Request) -> dict[str, Any]:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         raise wire.BadRequest("body must be JSON") from None
+    return _object(body)
+
+
+def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise wire.BadRequest("body must be a JSON object")
     return body
 
 
+def _reason(exc: Exception) -> str:
+    return (
+        exc.reason if isinstance(exc, VenueUnavailable | SubmitOutcomeUnknown | VenueRejected) else str(exc)
+    )
+
+
 def _error(code: int, kind: str) -> Any:
     async def handler(request: Request, exc: Exception) -> Response:
-        reason = (
-            exc.reason
-            if isinstance(exc, VenueUnavailable | SubmitOutcomeUnknown | VenueRejected)
-            else str(exc)
-        )
-        return JSONResponse({"error": reason, "kind": kind}, status_code=code)
+        return JSONResponse({"error": _reason(exc), "kind": kind}, status_code=code)
 
     return handler
 

@@ -113,7 +113,12 @@ async def test_round_trip_keeps_the_interface() -> None:
             assert await raydium.status(order) == settled and settled.state == "confirmed"
             batch = await raydium.status_many([order, cid()])
             assert [s.state for s in batch] == ["confirmed", "unknown"] and batch[0] == settled
-            assert await raydium.ledger_stats() == {"size": 1, "pending": 0, "max_entries_per_id": 1, "quotes_in_progress": 0}
+            assert await raydium.ledger_stats() == {
+                "size": 1,
+                "pending": 0,
+                "max_entries_per_id": 1,
+                "quotes_in_progress": 0,
+            }
             assert (await meteora.status(order)).state == "unknown"  # one ledger per venue
 
 
@@ -166,7 +171,7 @@ class HoldSubmitReplies:
         self.held = asyncio.Event()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/submit"):
+        if scope["type"] != "http" or "/submit" not in scope["path"]:  # alone or as a batch
             await self.app(scope, receive, send)
             return
 
@@ -281,3 +286,99 @@ async def test_the_settlement_feed_pushes_each_settlement_once() -> None:
                 await follower
             assert sorted(seen) == sorted(orders)
         await unsubscribed.wait()  # the server noticed the reader left and dropped its subscription
+
+
+class CountRequests:
+    """ASGI middleware: the paths of the HTTP requests the app served."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.paths.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+async def test_calls_made_together_share_one_request_and_keep_their_own_outcomes() -> None:
+    async with simulated(clock=ManualClock()) as sims:  # prices held still, to compare with local quotes
+        app = CountRequests(create_app(sims))
+        async with serving(app) as url, HttpVenue("raydium", url) as raydium:
+            await raydium.quote("SOL", "USDC", "sell", 1.0)  # opens the connection
+            app.paths.clear()
+            quotes = await asyncio.gather(
+                *(raydium.quote("SOL", "USDC", "sell", float(n)) for n in range(1, 50)),
+                raydium.quote("SOL", "BONK", "sell", 1.0),
+                return_exceptions=True,
+            )
+            assert app.paths == ["/venues/raydium/quote:batch"]
+            assert [q.amount_in for q in quotes[:-1]] == [float(n) for n in range(1, 50)]  # type: ignore[union-attr]
+            assert isinstance(quotes[-1], VenueRejected) and "not listed" in quotes[-1].reason
+            for q in quotes[:-1]:  # each item priced as if it came alone
+                assert q == await sims["raydium"].quote("SOL", "USDC", "sell", q.amount_in)  # type: ignore[union-attr]
+
+            orders = [cid() for _ in range(30)]
+            receipts = await asyncio.gather(
+                *(raydium.submit(o, "SOL", "USDC", "sell", 1.0, 1.0) for o in orders),
+                raydium.submit(cid(), "SOL", "USDC", "sell", 1.0, -5.0),
+                return_exceptions=True,
+            )
+            assert app.paths[1:] == ["/venues/raydium/submit:batch"]
+            assert [r.client_order_id for r in receipts[:-1]] == orders  # type: ignore[union-attr]
+            assert isinstance(receipts[-1], VenueRejected)
+            assert all(sims["raydium"].ledger_count(o) == 1 for o in orders)
+
+
+async def test_a_batch_whose_reply_is_lost_leaves_every_submit_unknown_and_each_swap_once() -> None:
+    async with simulated() as sims:
+        app = HoldSubmitReplies(create_app(sims))
+        async with serving(app) as url, HttpVenue("raydium", url, timeout_s=0.3) as raydium:
+            try:
+                orders = [cid() for _ in range(20)]
+                outcomes = await asyncio.gather(
+                    *(raydium.submit(o, "SOL", "USDC", "sell", 1.0, 1.0) for o in orders),
+                    return_exceptions=True,
+                )
+                assert all(isinstance(o, SubmitOutcomeUnknown) for o in outcomes), outcomes
+                assert len({id(o) for o in outcomes}) == len(orders)  # one error each, not a shared one
+                for order in orders:  # accepted all the same: status has the truth
+                    assert (await sims["raydium"].wait_settled(order)).state == "confirmed"
+                    assert sims["raydium"].ledger_count(order) == 1
+            finally:
+                app.release.set()
+
+
+async def test_a_caller_that_stops_waiting_does_not_disturb_the_others_in_its_batch() -> None:
+    async with simulated(quote_latency_s=0.2) as sims, serving(create_app(sims)) as url:
+        async with HttpVenue("meteora", url) as meteora:
+            impatient = asyncio.wait_for(meteora.quote("SOL", "USDC", "buy", 10.0), 0.05)
+            patient = meteora.quote("SOL", "USDC", "buy", 20.0)
+            outcomes = await asyncio.gather(impatient, patient, return_exceptions=True)
+            assert isinstance(outcomes[0], TimeoutError)
+            assert outcomes[1].amount_in == 20.0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'{"requests": {}}', b'{"requests": []}', b'{"requests": "x"}'],
+    ids=["not-an-object", "object", "empty", "string"],
+)
+async def test_an_unreadable_batch_is_a_400(body: bytes) -> None:
+    async with simulated() as sims, serving(create_app(sims)) as url, aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/venues/raydium/quote:batch", data=body) as reply:
+            assert reply.status == 400
+            assert (await reply.json())["kind"] == "rejected"
+
+
+async def test_a_batch_item_that_is_not_an_object_is_rejected_alone() -> None:
+    async with simulated() as sims, serving(create_app(sims)) as url, aiohttp.ClientSession() as http:
+        good = {"base": "SOL", "quote": "USDC", "side": "sell", "amount_in": 1.0}
+        payload = {"requests": [good, 7, {**good, "side": "hold"}]}
+        async with http.post(f"{url}/venues/raydium/quote:batch", json=payload) as reply:
+            assert reply.status == 200
+            results = (await reply.json())["results"]
+        assert [r["status"] for r in results] == [200, 400, 400]
+        assert results[0]["body"]["amount_in"] == 1.0
+        assert results[1]["error"] == "body must be a JSON object"
+        assert results[2]["error"] == "side must be 'buy' or 'sell'"
