@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+import msgspec
 from aiokafka import AIOKafkaConsumer
 
 from events.codec import EventDecodeError, decode
@@ -20,9 +21,7 @@ def describe(topic: str, partition: int, offset: int, raw: bytes | None) -> tupl
         event = decode(raw or b"")
     except EventDecodeError as exc:
         return None, f"{where} UNDECODABLE ({type(exc).__name__}): {exc.reason}"
-    from events.codec import encode
-
-    data = encode(event.data).decode()  # type: ignore[attr-defined]
+    data = msgspec.json.encode(event.data).decode()
     at = event.occurred_at.isoformat(timespec="milliseconds")
     return event.order_id, f"{where} {at} {event.order_id} #{event.seq} {event.type} {data}"
 

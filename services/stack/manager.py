@@ -7,6 +7,7 @@ Everything started here is recorded by pid under the state directory; `down` sto
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -105,7 +106,9 @@ def services_up(settings: Settings, names: list[str] | None = None, echo: bool =
                     f"stop it or set {service.http_port_env}"
                 )
             pid = proc.start([sys.executable, "-m", "services.cli", service.name], env=env)
-        if port is not None and not wait_for(lambda p=port: port_open(p), settings.stack.start_timeout):
+        if port is not None and not wait_for(
+            functools.partial(port_open, port), settings.stack.start_timeout
+        ):
             raise StackError(f"{service.name} (pid {pid}) did not listen on port {port}; see {proc.log_file}")
         if proc.pid() is None:
             raise StackError(
