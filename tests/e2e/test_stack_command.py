@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -143,3 +144,25 @@ def test_missing_java_is_a_one_line_error(own_stack: dict[str, str], tmp_path: P
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "`java` is not on PATH" in result.stderr
+
+
+def test_missing_maven_with_no_cached_jars_is_a_one_line_error(
+    own_stack: dict[str, str], tmp_path: Path
+) -> None:
+    java = shutil.which("java")
+    assert java is not None, "this test needs java on PATH (the stack does)"
+    only_java = tmp_path / "bin"
+    only_java.mkdir()
+    (only_java / "java").symlink_to(java)
+    env = dict(own_stack, PATH=str(only_java), OEE_CACHE_DIR=str(tmp_path / "empty-cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "stack", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "`mvn` is not on PATH" in result.stderr
+    assert not (tmp_path / "empty-cache").exists() or not any((tmp_path / "empty-cache").rglob("*.jar"))
