@@ -130,10 +130,8 @@ def test_a_taken_port_is_a_one_line_error(own_stack: dict[str, str]) -> None:
     assert own_stack["OEE_KAFKA_PORT"] in message and "OEE_KAFKA_PORT" in message
 
 
-def test_missing_java_is_a_one_line_error(own_stack: dict[str, str], tmp_path: Path) -> None:
-    bare = tmp_path / "bin"
-    bare.mkdir()
-    env = dict(own_stack, PATH=str(bare))
+def _stack_up_fails_in_one_line(env: dict[str, str]) -> str:
+    """`oee stack up` with `env`: must exit non-zero with exactly one line on stderr, which is returned."""
     result = subprocess.run(
         [sys.executable, "-m", "services.cli", "stack", "up"],
         env=env,
@@ -143,7 +141,13 @@ def test_missing_java_is_a_one_line_error(own_stack: dict[str, str], tmp_path: P
     )
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "`java` is not on PATH" in result.stderr
+    return result.stderr
+
+
+def test_missing_java_is_a_one_line_error(own_stack: dict[str, str], tmp_path: Path) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    assert "`java` is not on PATH" in _stack_up_fails_in_one_line(dict(own_stack, PATH=str(bare)))
 
 
 def test_missing_maven_with_no_cached_jars_is_a_one_line_error(
@@ -154,15 +158,7 @@ def test_missing_maven_with_no_cached_jars_is_a_one_line_error(
     only_java = tmp_path / "bin"
     only_java.mkdir()
     (only_java / "java").symlink_to(java)
-    env = dict(own_stack, PATH=str(only_java), OEE_CACHE_DIR=str(tmp_path / "empty-cache"))
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "stack", "up"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "`mvn` is not on PATH" in result.stderr
-    assert not (tmp_path / "empty-cache").exists() or not any((tmp_path / "empty-cache").rglob("*.jar"))
+    cache = tmp_path / "empty-cache"
+    env = dict(own_stack, PATH=str(only_java), OEE_CACHE_DIR=str(cache))
+    assert "`mvn` is not on PATH" in _stack_up_fails_in_one_line(env)
+    assert not any(cache.rglob("*.jar")), "nothing half-fetched is left behind"
