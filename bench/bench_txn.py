@@ -65,14 +65,20 @@ async def one_transaction(
 
 
 async def producer_loop(
-    bootstrap: str, topics: Topics, partition: int, records: int, until: float, group: str
+    bootstrap: str,
+    topics: Topics,
+    partition: int,
+    records: int,
+    until: float,
+    group: str,
+    offsets: bool = True,
 ) -> int:
     producer = transactional(bootstrap, f"{group}.{partition}")
     await producer.start()
     done = 0
     try:
         while time.monotonic() < until:
-            await one_transaction(producer, topics, partition, records, done + 1, group)
+            await one_transaction(producer, topics, partition, records, done + 1 if offsets else None, group)
             done += 1
     finally:
         await producer.stop()
@@ -84,19 +90,25 @@ def cpu_s(proc: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
-async def cost(bootstrap: str, topics: Topics, producers: int, records: int, seconds: float) -> dict:
+async def cost(
+    bootstrap: str, topics: Topics, producers: int, records: int, seconds: float, offsets: bool = True
+) -> dict:
     kafka = psutil.Process(broker_pid(int(bootstrap.rsplit(":", 1)[1])) or os.getpid())
     me = psutil.Process()
     group = f"txnbench-{producers}-{records}-{int(time.time())}"
     k0, c0, t0, load0 = cpu_s(kafka), cpu_s(me), time.monotonic(), loadavg()
     counts = await asyncio.gather(
-        *(producer_loop(bootstrap, topics, p, records, t0 + seconds, group) for p in range(producers))
+        *(
+            producer_loop(bootstrap, topics, p, records, t0 + seconds, group, offsets)
+            for p in range(producers)
+        )
     )
     wall, txns = time.monotonic() - t0, sum(counts)
     kafka_s, client_s = cpu_s(kafka) - k0, cpu_s(me) - c0
     return {
         "producers": producers,
         "records_per_txn": records + 1,
+        "offsets": offsets,
         "transactions": txns,
         "txn_per_s": round(txns / wall, 1),
         "records_per_s": round(txns * (records + 1) / wall, 1),
@@ -131,8 +143,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.mode == "cost":
         for p in producers:
             for records in (int(x) for x in args.records.split(",")):
-                rows.append(await cost(bootstrap, topics, p, records, args.seconds))
-                print(rows[-1], flush=True)
+                for offsets in (True, False) if args.compare_offsets else (True,):
+                    rows.append(await cost(bootstrap, topics, p, records, args.seconds, offsets))
+                    print(rows[-1], flush=True)
     else:
         for offsets in (False, True):
             for pause in (0.0, 0.005, 0.03):
@@ -146,6 +159,9 @@ def main() -> None:
     parser.add_argument("--producers", default="12,1", help="cost: comma list of concurrent producers")
     parser.add_argument("--records", default="5,50,500", help="cost: comma list of events per transaction")
     parser.add_argument("--seconds", type=float, default=8.0, help="cost: seconds per row")
+    parser.add_argument(
+        "--compare-offsets", action="store_true", help="cost: each row also without the consumed offsets"
+    )
     args = parser.parse_args()
     info = machine()
     rows = asyncio.run(run(args))
