@@ -6,8 +6,9 @@ parallelism comes from partitions and from orders waiting on venues concurrently
 may process a partition "in no particular order" and commit past an event still in flight: faust-streaming
 issue 606). The agent hands records to a `Batcher`, which gives the core everything that arrived while it
 was busy (see `services.router.batching`). Faust's own exactly-once mode is not used (open duplicate bugs
-517, 323, 177): each batch is committed by `RouterCore` in Kafka transactions, with the consumed offsets sent
-to the same consumer group inside them, and Faust's own offset commits are turned off.
+517, 323, 177): each batch is committed by `RouterCore` in Kafka transactions, with the intake position in the
+router's state topic and, about once a second, the consumed offsets sent to the same consumer group inside
+them (docs/decisions/0006); Faust's own offset commits are turned off.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ class RouterOptions:
     reconcile_after_s: float = 10.0  # a submitted order without news this long is looked up
     reconcile_every_s: float = 2.0
     backoff: tuple[float, ...] | None = None  # quote retry delays; None: the seed's 1 s, 2 s
+    offsets_every_s: float = 1.0  # how often a partition's group offset follows its position (worker.py)
 
 
 class RouterCore:
@@ -95,6 +96,7 @@ class RouterCore:
         self._loops = [
             asyncio.create_task(self._retry_loop(), name="router-retries"),
             asyncio.create_task(self._reconcile_loop(), name="router-reconcile"),
+            asyncio.create_task(self._offsets_loop(), name="router-offsets"),
             *(asyncio.create_task(self._forever(loop), name="router-feed") for loop in self.extra_loops),
         ]
 
@@ -168,9 +170,21 @@ class RouterCore:
         # init_transactions fences a previous owner and aborts its open transaction, so the restore below
         # reads a state topic with nothing left undecided.
         await producer.start()
-        worker = PartitionWorker(p, producer, self.topics, self.state_topic, self.group_id)
-        restored = await statestore.restore(self.bootstrap, self.state_topic, p)
-        for tracked in restored.values():
+        worker = PartitionWorker(
+            p,
+            producer,
+            self.topics,
+            self.state_topic,
+            self.group_id,
+            offsets_every_s=self.options.offsets_every_s,
+        )
+        restored = await statestore.restore(self.bootstrap, self.state_topic, p, self.topics.requests)
+        worker.next_offset = restored.next_offset
+        if (
+            restored.next_offset
+        ):  # the group's offset may be behind it: bring it up soon (quiet partitions too)
+            worker.offsets_pending = restored.next_offset
+        for tracked in restored.orders.values():
             worker.remember(tracked)
             if tracked.phase != "done":
                 self.owner[tracked.order_id] = worker
@@ -391,6 +405,21 @@ class RouterCore:
                 ]
                 if stale:
                     await self._reconcile(worker, stale)
+
+    async def _offsets_loop(self) -> None:
+        """Bring the group's offsets up to the processed position of partitions that went quiet (busy ones
+        carry theirs in their next transaction), so lag reads zero once the router caught up."""
+        while True:
+            await asyncio.sleep(self.options.offsets_every_s / 2)
+            for worker in list(self.workers.values()):
+                if worker.offsets_due(time.monotonic()) and not worker.lock.locked():
+                    try:
+                        async with worker.lock:
+                            if not worker.closed:
+                                await worker.commit(Outbox(), flush_offsets=True)
+                    except Exception as exc:  # a fenced or failed producer: stop, like any failed commit
+                        self._crash(exc)
+                        return
 
     async def _retry_loop(self) -> None:
         """Quote again the orders whose venues were all down, when their backoff is over."""

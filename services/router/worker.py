@@ -6,6 +6,14 @@ leaves nothing visible to `read_committed` readers and the intake records are re
 the state topic holds what a restarted router needs to carry on. A zombie is fenced by the next owner's
 `init_transactions` on the same transactional id (one id per intake partition).
 
+The intake position moves inside every intake transaction, as a record in the state topic
+(`statestore.POSITION_KEY`); the consumer group's committed offset follows it only every
+`offsets_every_s` (in a transaction that is happening anyway, or on its own when the partition is quiet).
+Carrying the offsets costs two more requests per transaction (AddOffsetsToTxn, TxnOffsetCommit) and a write
+to `__consumer_offsets` with its marker, about 40 % of the broker's work per transaction (docs/benchmarks.md).
+The group's offset may therefore lag what was processed; a restarted owner reads from it, and skips every
+record below the restored position: nothing is processed twice, nothing after the position is skipped.
+
 A swap goes to the venue only **after** the transaction with its `submitted` event committed (the order is
 recorded before the venue is called), so a crash between the two leaves an order the restarted router
 finds in its state as `submitted` and reconciles by client order id.
@@ -32,7 +40,7 @@ from events.types import OrderRequested
 from services.metrics import router as router_metrics
 from services.router import flow
 from services.router.flow import Step, Tracked
-from services.router.statestore import encode_tracked
+from services.router.statestore import POSITION_KEY, encode_position, encode_tracked
 from services.venue.interface import SwapStatus
 
 log = logging.getLogger("oee.router")
@@ -76,6 +84,7 @@ class PartitionWorker:
         state_topic: str,
         group_id: str,
         done_capacity: int = 200_000,
+        offsets_every_s: float = 1.0,
     ) -> None:
         self.partition = partition
         self.producer = producer
@@ -90,6 +99,10 @@ class PartitionWorker:
         self.closed = False
         self.settlements: list[tuple[str, SwapStatus]] = []  # waiting for the next settlement transaction
         self.settling = False
+        self.next_offset = 0  # first intake offset not processed yet (restored from the state topic)
+        self.offsets_pending: int | None = None  # processed up to here; the group does not know it yet
+        self.offsets_every_s = offsets_every_s
+        self.offsets_sent_at = time.monotonic()
 
     # -- memory ---------------------------------------------------------------------------------------------
     def known(self, order_id: str) -> bool:
@@ -113,6 +126,8 @@ class PartitionWorker:
         out = Outbox()
         to_quote: list[Tracked] = []
         for record in records:
+            if record.offset < self.next_offset:
+                continue  # processed before (a restart read from the group's older offset): its output exists
             try:
                 event = decode(record.value or b"")
             except EventDecodeError as exc:
@@ -142,11 +157,23 @@ class PartitionWorker:
         return self.retries[0][0] if self.retries else None
 
     # -- commits --------------------------------------------------------------------------------------------
-    async def commit(self, out: Outbox, consumed_up_to: int | None = None) -> None:
-        """Append the outbox and (for intake batches) the consumed offset in one transaction, then remember
-        the orders' new state. Any failure aborts the transaction and propagates: the caller stops, and a
-        restarted router carries on from the last commit."""
-        if not out and consumed_up_to is None:
+    def offsets_due(self, now: float) -> bool:
+        return self.offsets_pending is not None and now - self.offsets_sent_at >= self.offsets_every_s
+
+    async def commit(
+        self, out: Outbox, consumed_up_to: int | None = None, *, flush_offsets: bool = False
+    ) -> None:
+        """Append the outbox and (for intake batches) the new intake position in one transaction, then
+        remember the orders' new state. The group's offsets ride along when due, or when `flush_offsets`.
+        Any failure aborts the transaction and propagates: the caller stops, and a restarted router carries
+        on from the last commit."""
+        position = None if consumed_up_to is None else max(consumed_up_to, self.next_offset)
+        pending = position if position is not None else self.offsets_pending
+        now = time.monotonic()
+        send_offsets = pending is not None and (
+            flush_offsets or now - self.offsets_sent_at >= self.offsets_every_s
+        )
+        if not out and position is None and not send_offsets:
             return
         producer = self.producer
         await producer.begin_transaction()
@@ -179,9 +206,18 @@ class PartitionWorker:
                     "intake record dead-lettered",
                     extra={"partition": record.partition, "offset": record.offset, "reason": reason},
                 )
-            if consumed_up_to is not None:
+            if position is not None:
+                sends.append(
+                    await producer.send(
+                        self.state_topic,
+                        encode_position(position),
+                        key=POSITION_KEY,
+                        partition=self.partition,
+                    )
+                )
+            if send_offsets:
                 tp = TopicPartition(self.topics.requests, self.partition)
-                await producer.send_offsets_to_transaction({tp: consumed_up_to}, self.group_id)
+                await producer.send_offsets_to_transaction({tp: pending}, self.group_id)
             await producer.commit_transaction()
         except BaseException:
             if not producer._txn_manager.is_fatal_error():  # aiokafka has no public check
@@ -191,6 +227,12 @@ class PartitionWorker:
                     log.exception("abort after a failed transaction failed too")
             raise
         router_metrics.observe_commit(out.events, len(out.dead))  # metrics: only what committed
+        if position is not None:
+            self.next_offset = position
+        if send_offsets:
+            self.offsets_pending, self.offsets_sent_at = None, now
+        elif position is not None:
+            self.offsets_pending = position
         for tracked in out.states:
             self.remember(tracked)
         for fut in sends:
