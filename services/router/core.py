@@ -180,9 +180,8 @@ class RouterCore:
         )
         restored = await statestore.restore(self.bootstrap, self.state_topic, p, self.topics.requests)
         worker.next_offset = restored.next_offset
-        if (
-            restored.next_offset
-        ):  # the group's offset may be behind it: bring it up soon (quiet partitions too)
+        # The group's offset may be behind the position: bring it up soon, quiet partitions included.
+        if restored.next_offset:
             worker.offsets_pending = restored.next_offset
         for tracked in restored.orders.values():
             worker.remember(tracked)

@@ -10,7 +10,7 @@ The intake position moves inside every intake transaction, as a record in the st
 (`statestore.POSITION_KEY`); the consumer group's committed offset follows it only every
 `offsets_every_s` (in a transaction that is happening anyway, or on its own when the partition is quiet).
 Carrying the offsets costs two more requests per transaction (AddOffsetsToTxn, TxnOffsetCommit) and a write
-to `__consumer_offsets` with its marker, about 40 % of the broker's work per transaction (docs/benchmarks.md).
+to `__consumer_offsets` with its marker: more than half of the broker's work per transaction (decision 0006).
 The group's offset may therefore lag what was processed; a restarted owner reads from it, and skips every
 record below the restored position: nothing is processed twice, nothing after the position is skipped.
 
