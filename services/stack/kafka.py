@@ -104,16 +104,22 @@ def server_properties(cfg: StackConfig) -> str:
     )
 
 
-def _cluster_id() -> str:
-    # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints).
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def cluster_id() -> str:
+    """A new cluster id in Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own `Uuid.randomUuid()`, never one that starts with '-': `kafka-storage format -t -Abc…`
+    reads it as an option and fails (one id in 64; it failed a CI run)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def format_storage(cfg: StackConfig, libs: Path) -> None:
     props = data_dir(cfg) / "server.properties"
     if (data_dir(cfg) / "data" / "meta.properties").exists():
         return
-    cmd = ["java", "-cp", f"{libs}/*", STORAGE_TOOL, "format", "-t", _cluster_id(), "-c", str(props)]
+    cmd = ["java", "-cp", f"{libs}/*", STORAGE_TOOL, "format", "-t", cluster_id(), "-c", str(props)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise StackError(f"formatting Kafka storage failed: {(result.stdout + result.stderr).strip()[-300:]}")
