@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from events.codec import decode, encode, headers_for, key_for
 from events.envelope import Event
@@ -218,6 +219,17 @@ def assert_lifecycle(events: list[Event]) -> None:
     assert events[-1].type in TERMINAL
     for before, after in itertools.pairwise(events):
         assert after.causation_id == before.event_id
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The offsets consumer group `group` has committed on `topic`, by partition (none: absent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset >= 0}
 
 
 def topics_of(settings: Settings) -> Topics:

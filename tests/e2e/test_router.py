@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     LogReader,
     Proc,
     assert_lifecycle,
+    committed_offsets,
     free_port,
     produce,
     service,
@@ -249,25 +250,14 @@ async def test_an_order_in_processing_when_the_router_dies_is_not_skipped(
         while not await quoting():
             await asyncio.sleep(0.05)
     system.router.kill()  # SIGKILL while the order's batch waits on the venue
-    admin_offsets = await _committed(infra, "oee-router", system)
+    group = f"{system.settings.topic_prefix}oee-router"
+    admin_offsets = await committed_offsets(infra.bootstrap_servers, group, system.topics.requests)
     assert all(offset <= 0 for offset in admin_offsets.values()), f"committed past the order: {admin_offsets}"
     await system.restart_router()
     async with LogReader(infra.bootstrap_servers, system.topics.events) as log:
         await log.wait_terminal([slow.order_id], 60, [system.router])
         await log.settle(1.0)
         assert_lifecycle(log.by_order[slow.order_id])
-
-
-async def _committed(infra: Settings, group: str, system: System) -> dict[int, int]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(f"{system.settings.topic_prefix}{group}")
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == system.topics.requests}
 
 
 async def test_a_thousand_orders_in_flight_on_one_router(start: Start, infra: Settings) -> None:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 
 from events.codec import encode
@@ -21,7 +20,7 @@ from services.router.worker import Record
 from services.venue.config import VENUE_SPECS
 from services.venue.interface import Side, SwapStatus, VenueQuote
 from services.venue.simulator import SimulatedVenue
-from tests.e2e.harness import LogReader, assert_lifecycle
+from tests.e2e.harness import LogReader, assert_lifecycle, committed_offsets
 from tests.integration.test_ingress_api import read_topic
 from tests.samples import order_request
 
@@ -85,15 +84,7 @@ async def append_to_intake(
 
 async def group_offsets(infra: Settings, topics: Topics) -> dict[int, int]:
     """The intake offsets the router's consumer group has committed, by partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(f"{topics.requests}.group")
-    finally:
-        await admin.close()
-    return {
-        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topics.requests and m.offset >= 0
-    }
+    return await committed_offsets(infra.bootstrap_servers, f"{topics.requests}.group", topics.requests)
 
 
 async def test_one_venue_hanging_the_other_wins_after_the_quote_timeout(
