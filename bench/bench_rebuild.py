@@ -296,21 +296,27 @@ def _pcts(values: list[float]) -> str:
     return f"p50 {q[49]:,.1f}  p95 {q[94]:,.1f}  p99 {q[98]:,.1f}  max {max(values):,.1f}"
 
 
+async def _pipeline_setup(name: str) -> tuple[config.Settings, Topics, str, asyncpg.Connection, Path]:
+    """Fresh topics (settings pointed at them), a migrated fresh schema, a scratch directory for logs."""
+    from projections import migrations
+
+    settings = config.load()
+    print(f"machine: {machine()}")
+    topics = await fresh_topics(settings, name)
+    settings = dataclasses.replace(settings, topic_prefix=topics.events.removesuffix("orders.events"))
+    schema = f"bench{name}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(settings.database_url)
+    await migrations.apply(conn, schema)
+    return settings, topics, schema, conn, Path(f"/tmp/oee-bench-{name}-{uuid.uuid4().hex[:6]}")
+
+
 async def bench_lag(orders: int) -> None:
     """The projector's lag while N orders go through venue + router + projector (subprocesses)."""
-    from projections import migrations
     from projections.logscan import LogScan
     from tests.e2e.harness import free_port, order_request, service, wait_http, wait_log
     from tests.projection_fixtures import produce
 
-    settings = config.load()
-    print(f"machine: {machine()}")
-    topics = await fresh_topics(settings, "lag")
-    settings = dataclasses.replace(settings, topic_prefix=topics.events.removesuffix("orders.events"))
-    schema = f"benchlag_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(settings.database_url)
-    await migrations.apply(conn, schema)
-    tmp = Path(f"/tmp/oee-bench-lag-{uuid.uuid4().hex[:6]}")
+    settings, topics, schema, conn, tmp = await _pipeline_setup("lag")
     port = free_port()
     env = {"VENUE_PORT": str(port), "VENUE_SEED": "7", "VENUE_EXEC_LATENCY_MS": "50-300"}
     procs = [service("venue", settings, tmp, env).start()]
@@ -357,19 +363,11 @@ async def bench_wait(orders: int) -> None:
     """Read-your-writes: ack of an order's first event -> answer of a GET ?minSeq=1 already waiting."""
     import httpx
 
-    from projections import migrations
     from services import query
     from services.ingress.app import create_app
     from tests.e2e.harness import order_request, service, wait_log
 
-    settings = config.load()
-    print(f"machine: {machine()}")
-    topics = await fresh_topics(settings, "wait")
-    settings = dataclasses.replace(settings, topic_prefix=topics.events.removesuffix("orders.events"))
-    schema = f"benchwait_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(settings.database_url)
-    await migrations.apply(conn, schema)
-    tmp = Path(f"/tmp/oee-bench-wait-{uuid.uuid4().hex[:6]}")
+    settings, topics, schema, conn, tmp = await _pipeline_setup("wait")
     projector = service("projector", settings, tmp, {"PROJECTION_SCHEMA": schema}).start()
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=0)
     await producer.start()
