@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote as quote_path
 
@@ -32,6 +33,8 @@ import orjson
 
 from .interface import (
     Side,
+    SubmitConflict,
+    SubmitExpired,
     SubmitOutcomeUnknown,
     SubmitReceipt,
     SwapStatus,
@@ -81,9 +84,16 @@ class HttpVenue:
         return self._decode(VenueQuote, await self._quotes.call(body))
 
     async def submit(
-        self, client_order_id: str, base: str, quote: str, side: Side, amount_in: float, limit_price: float
+        self,
+        client_order_id: str,
+        base: str,
+        quote: str,
+        side: Side,
+        amount_in: float,
+        limit_price: float,
+        valid_until: datetime | None = None,
     ) -> SubmitReceipt:
-        body = {
+        body: dict[str, Any] = {
             "client_order_id": client_order_id,
             "base": base,
             "quote": quote,
@@ -91,6 +101,8 @@ class HttpVenue:
             "amount_in": amount_in,
             "limit_price": limit_price,
         }
+        if valid_until is not None:
+            body["valid_until"] = valid_until.isoformat()
         return self._decode(SubmitReceipt, await self._submits.call(body), submit=True)
 
     async def status(self, client_order_id: str) -> SwapStatus:
@@ -194,6 +206,10 @@ class HttpVenue:
     def _failure(self, code: int, data: Any, submit: bool) -> VenueError:
         """What a non-2xx reply (or batch item) means to the caller."""
         reason = data.get("error", f"HTTP {code}") if isinstance(data, dict) else f"HTTP {code}"
+        if code == 410:
+            return SubmitExpired(self.name, reason)
+        if code == 409:
+            return SubmitConflict(self.name, reason)
         if code in (400, 404, 422):
             return VenueRejected(self.name, reason)
         if submit and code != 503:  # 503 means "not accepted"; anything else after sending may hide a fill

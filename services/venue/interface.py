@@ -54,6 +54,20 @@ class VenueRejected(VenueError):
     """The request is invalid for this venue (unknown pair, bad amount): retrying it cannot help."""
 
 
+class SubmitExpired(VenueRejected):
+    """The submit arrived after its `valid_until` (like a Solana transaction whose blockhash expired): the
+    venue refused it and will never execute it. Nothing was accepted; the same swap can no longer land."""
+
+
+class SubmitConflict(VenueRejected):
+    """The client order id is already taken by a different swap (other parameters, or another venue of the
+    same chain): refused, and the first swap is left as it is. One client order id, at most one swap."""
+
+
+MAX_STATUS_BATCH = 1000
+"""The most client order ids a caller puts in one `status_many` call (a venue may accept more)."""
+
+
 @dataclass(frozen=True, slots=True)
 class VenueQuote:
     """An indicative price for one swap of `amount_in`, as the venue would execute it right now."""
@@ -83,6 +97,7 @@ class SubmitReceipt:
     amount_in: float
     limit_price: float
     accepted_at: datetime  # UTC
+    valid_until: datetime | None = None  # UTC; the venue refuses to execute the swap after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +138,13 @@ class Venue(Protocol):
         side: Side,
         amount_in: float,
         limit_price: float,
+        valid_until: datetime | None = None,
     ) -> SubmitReceipt:
-        """Accept a swap without waiting for it to execute. Idempotent by `client_order_id`: a repeat returns
-        the first receipt (its parameters win). Raises `VenueUnavailable` (not accepted, retry is safe),
-        `SubmitOutcomeUnknown` (reconcile by `status`) or `VenueRejected`."""
+        """Accept a swap without waiting for it to execute. Idempotent by `client_order_id`: a repeat with
+        the same parameters returns the first receipt. Raises `VenueUnavailable` (not accepted, retry is
+        safe), `SubmitOutcomeUnknown` (reconcile by `status`), `SubmitExpired` (received after
+        `valid_until`: never executed), `SubmitConflict` (the id is taken by another swap) or
+        `VenueRejected`."""
         ...
 
     async def status(self, client_order_id: str) -> SwapStatus:

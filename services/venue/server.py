@@ -4,7 +4,8 @@ Running the venue apart from the router is what makes P4 testable: the router ca
 a submit while the venue keeps its ledger, and the restarted router reconciles by client order id.
 
     POST /venues/{name}/quote                 {base, quote, side, amount_in}          -> VenueQuote
-    POST /venues/{name}/submit                {client_order_id, base, quote, side, amount_in, limit_price}
+    POST /venues/{name}/submit                {client_order_id, base, quote, side, amount_in, limit_price,
+                                               valid_until?}
                                                                                       -> SubmitReceipt
     GET  /venues/{name}/swaps/{id}                                                    -> SwapStatus
     POST /venues/{name}/quote:batch           {requests: [quote body, ...]}          -> {results: [item]}
@@ -19,7 +20,9 @@ record: a settlement made while nobody listens (a router restarting, a feed that
 is not replayed, so a router still reconciles what it submitted with `swaps:batch-status`.
 
 Errors are `{"error": reason, "kind": ...}`: 503 `unavailable` (not served, retry), 504 `outcome_unknown`
-(accepted but the reply is deliberately lost: reconcile by status), 400 `rejected`, 404 unknown venue.
+(accepted but the reply is deliberately lost: reconcile by status), 400 `rejected`, 404 unknown venue,
+410 `expired` (a submit received after its `valid_until`: never executed), 409 `conflict` (the client
+order id is taken by another swap).
 
 The `:batch` forms carry many quotes or submits in one request (a router sends everything one event-loop
 turn produced: one request where there were hundreds). Each item is served as if it came alone, concurrently,
@@ -49,6 +52,8 @@ from services.metrics import venue as venue_metrics
 from . import wire
 from .config import VenueConfig, build_venues
 from .interface import (
+    SubmitConflict,
+    SubmitExpired,
     SubmitOutcomeUnknown,
     SubmitReceipt,
     SwapStatus,
@@ -71,7 +76,10 @@ class UnknownVenue(LookupError):
 
 
 # An error's HTTP status and `kind`, for a request alone and for a batch item alike.
+# Subclasses before their bases: a batch item takes the first entry its error is an instance of.
 ERRORS: dict[type[Exception], tuple[int, str]] = {
+    SubmitExpired: (410, "expired"),
+    SubmitConflict: (409, "conflict"),
     VenueUnavailable: (503, "unavailable"),
     SubmitOutcomeUnknown: (504, "outcome_unknown"),
     VenueRejected: (400, "rejected"),
@@ -182,6 +190,7 @@ async def _submit(venue: Venue, body: Any) -> SubmitReceipt:
             wire.side(body),
             wire.number(body, "amount_in"),
             wire.number(body, "limit_price"),
+            wire.optional_datetime(body, "valid_until"),
         )
 
 

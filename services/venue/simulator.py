@@ -19,11 +19,13 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 
 from .clock import Clock, SystemClock
 from .interface import (
     SIDES,
     Side,
+    SubmitExpired,
     SubmitOutcomeUnknown,
     SubmitReceipt,
     SwapStatus,
@@ -116,7 +118,14 @@ class SimulatedVenue:
         )
 
     async def submit(
-        self, client_order_id: str, base: str, quote: str, side: Side, amount_in: float, limit_price: float
+        self,
+        client_order_id: str,
+        base: str,
+        quote: str,
+        side: Side,
+        amount_in: float,
+        limit_price: float,
+        valid_until: datetime | None = None,
     ) -> SubmitReceipt:
         self._check(base, quote, side, amount_in)
         if not client_order_id or not (math.isfinite(limit_price) and limit_price > 0):
@@ -128,7 +137,9 @@ class SimulatedVenue:
         # No await between the lookup and the insert: concurrent duplicates cannot both miss.
         record = self.ledger.get(client_order_id)
         if record is None:
-            record = self._accept(client_order_id, base, quote, side, amount_in, limit_price)
+            if valid_until is not None and self._clock.utcnow() > valid_until:
+                raise SubmitExpired(self.name, f"submit {client_order_id} received after its valid_until")
+            record = self._accept(client_order_id, base, quote, side, amount_in, limit_price, valid_until)
         if self._fault(self.drop_reply_rate):
             raise SubmitOutcomeUnknown(self.name, f"reply to submit {client_order_id} lost after acceptance")
         return record.receipt
@@ -201,7 +212,14 @@ class SimulatedVenue:
             raise VenueRejected(self.name, f"{base}/{quote} is not listed")
 
     def _accept(
-        self, client_order_id: str, base: str, quote: str, side: Side, amount_in: float, limit_price: float
+        self,
+        client_order_id: str,
+        base: str,
+        quote: str,
+        side: Side,
+        amount_in: float,
+        limit_price: float,
+        valid_until: datetime | None = None,
     ) -> SwapRecord:
         receipt = SubmitReceipt(
             venue=self.name,
@@ -213,6 +231,7 @@ class SimulatedVenue:
             amount_in=float(amount_in),
             limit_price=float(limit_price),
             accepted_at=self._clock.utcnow(),
+            valid_until=valid_until,
         )
         now = self._clock.now()
         record = self.ledger.accept(receipt, visible_at=now + self.status_delay_s)

@@ -63,3 +63,17 @@ def side(body: Mapping[str, Any], key: str = "side") -> Side:
     if value not in SIDES:
         raise BadRequest(f"{key} must be 'buy' or 'sell'")
     return value  # type: ignore[return-value]
+
+
+def optional_datetime(body: Mapping[str, Any], key: str) -> datetime | None:
+    """An optional RFC 3339 timestamp with an offset (naive times are refused: whose clock would it be?)."""
+    value = body.get(key)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise BadRequest(f"{key} must be an RFC 3339 timestamp with an offset")
+    return parsed
