@@ -3,6 +3,14 @@
 Each file runs once per schema, in its own transaction, recorded in `schema_migrations`. An advisory lock
 keeps two starting processes (the stack and a projector, say) from applying the same file twice.
 A schema other than `public` lets tests and point-in-time rebuilds have their own copy of the tables.
+
+Two sets of migrations, two kinds of tables (docs/decisions/0007):
+
+- `sql/NNNN_*.sql`: the **projections**, derived from the event log; a rebuild creates them afresh in a new
+  schema and swaps it in.
+- `sql/state/NNNN_*.sql`: **command-side state** in schema `oee_state` (durable dedup of order ids and
+  Idempotency-Keys, accounts): written by the services before they act, never derived from the log, never
+  rebuilt or swapped. `migrate_state` applies them.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from pathlib import Path
 import asyncpg
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+STATE_SQL_DIR = SQL_DIR / "state"
+STATE_SCHEMA = "oee_state"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x0EE_5C4E
 
@@ -96,5 +106,14 @@ async def migrate(url: str, schema: str = "public") -> list[str]:
     conn = await asyncpg.connect(url)
     try:
         return await apply(conn, schema)
+    finally:
+        await conn.close()
+
+
+async def migrate_state(url: str) -> list[str]:
+    """Apply the command-side state migrations (`sql/state/`) to schema `oee_state`."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await apply(conn, STATE_SCHEMA, STATE_SQL_DIR)
     finally:
         await conn.close()

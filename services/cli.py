@@ -98,9 +98,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from projections.migrations import migrate
+    from projections.migrations import migrate, migrate_state
 
-    applied = asyncio.run(migrate(_settings().database_url, args.schema))
+    url = _settings().database_url
+
+    async def both() -> list[str]:
+        return await migrate(url, args.schema) + await migrate_state(url)
+
+    applied = asyncio.run(both())
     print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
     return 0
 
@@ -229,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--purge", action="store_true")
     p = add("topics", cmd_topics, "create the contract's topics (idempotent)")
     p.add_argument("action", choices=["create"])
-    p = add("migrate", cmd_migrate, "apply the SQL migrations in sql/")
+    p = add("migrate", cmd_migrate, "apply the SQL migrations in sql/ (projections) and sql/state/")
     p.add_argument("--schema", default="public")
     p = add("tail", cmd_tail, "print the order event log, decoded")
     p.add_argument("--from-beginning", action="store_true")

@@ -56,18 +56,22 @@ def infra() -> Iterator[Settings]:
     """Settings pointing at a live broker and database, with the migrations applied."""
     import asyncio
 
-    from projections.migrations import migrate
+    from projections.migrations import migrate, migrate_state
     from services.stack import kafka, manager, postgres
+
+    async def migrate_all(url: str) -> None:
+        await migrate(url)
+        await migrate_state(url)
 
     settings = config.load()
     cfg = settings.stack
     if cfg.external_kafka and cfg.external_database:
-        asyncio.run(migrate(settings.database_url))
+        asyncio.run(migrate_all(settings.database_url))
         yield settings
         return
     if os.environ.get("OEE_TEST_CONTAINERS", "auto") != "never" and _docker_engine_answers():
         with _containers(settings) as live:
-            asyncio.run(migrate(live.database_url))
+            asyncio.run(migrate_all(live.database_url))
             yield live
         return
     started_kafka = not cfg.external_kafka and kafka.managed(cfg).pid() is None

@@ -80,14 +80,14 @@ def stack_up(settings: Settings, echo: bool = True) -> None:
 
 
 async def _prepare(settings: Settings, say) -> None:  # type: ignore[no-untyped-def]
-    from projections.migrations import migrate
+    from projections.migrations import migrate, migrate_state
     from services.stack.topics import create_topics
 
     report = await create_topics(settings.bootstrap_servers, settings.topic_prefix, settings.partitions)
     say(f"topics    {len(report.created)} created, {len(report.existing)} already there")
     for warning in report.warnings:
         say(f"warning   {warning}")
-    applied = await migrate(settings.database_url)
+    applied = await migrate(settings.database_url) + await migrate_state(settings.database_url)
     say(f"schema    {len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else ""))
 
 
