@@ -105,6 +105,15 @@ class OrderSubmittedData(Payload, frozen=True):
         Meta(description="sell: lowest acceptable price; buy: highest acceptable price (seed's name kept)"),
     ]
     slippage_bps: Bps
+    # The landing deadline: the venue refuses to execute the swap after it, and the router settles an
+    # uncertain swap by looking it up once this has passed (`failed`, reason `expired`, if it never ran).
+    # Absent in events written before deadlines existed.
+    valid_until: UTCDateTime | None = None
+
+    def __post_init__(self) -> None:
+        at = self.valid_until
+        if at is not None and not (isinstance(at, datetime) and at.tzinfo is UTC):
+            force_setattr(self, "valid_until", utc(at, "valid_until"))
 
 
 class OrderConfirmedData(Payload, frozen=True):
