@@ -6,11 +6,12 @@ dataclasses directly; `from_json` rebuilds them and rejects a missing or mistype
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_type_hints
 
 import orjson
 
@@ -28,9 +29,10 @@ def dumps(value: Any) -> bytes:
 
 
 def from_json(cls: type[T], data: Any) -> T:
-    """Build dataclass `cls` from a decoded JSON object; `*_at` fields are parsed as datetimes."""
+    """Build dataclass `cls` from a decoded JSON object; datetime fields are parsed from ISO 8601."""
     if not isinstance(data, Mapping):
         raise ValueError(f"expected a JSON object for {cls.__name__}")
+    times = _datetime_fields(cls)
     kwargs: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
         if f.name not in data:
@@ -38,10 +40,17 @@ def from_json(cls: type[T], data: Any) -> T:
                 raise ValueError(f"{cls.__name__}: missing field {f.name!r}")
             continue
         value = data[f.name]
-        if f.name.endswith("_at") and value is not None:
+        if f.name in times and value is not None:
             value = datetime.fromisoformat(value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+@functools.cache
+def _datetime_fields(cls: type) -> frozenset[str]:
+    """Fields typed `datetime` or `datetime | None` (`accepted_at`, `valid_until`, ...)."""
+    hints = get_type_hints(cls)
+    return frozenset(name for name, hint in hints.items() if hint is datetime or datetime in get_args(hint))
 
 
 def text(body: Mapping[str, Any], key: str) -> str:
