@@ -18,6 +18,7 @@ from services.config import ConfigError
 from .clock import Clock
 from .ledger import Ledger
 from .pool import METEORA, RAYDIUM, PoolSpec
+from .registry import ClientOrderIds
 from .simulator import SimulatedVenue
 
 VENUE_SPECS: dict[str, PoolSpec] = {"raydium": RAYDIUM, "meteora": METEORA}
@@ -85,8 +86,11 @@ def build_venues(
 ) -> dict[str, SimulatedVenue]:
     """Raydium and Meteora over the same tokens and seed (each venue derives its own streams from it).
 
-    With a ledger path, each venue journals to `<path stem>-<venue><suffix>` beside it."""
+    With a ledger path, each venue journals to `<path stem>-<venue><suffix>` beside it. The venues share
+    one client-order-id registry (two programs of one chain: an id lands one swap on either, not both),
+    rebuilt from their journals."""
     tokens = tuple(tokens)
+    order_ids = ClientOrderIds()
     venues: dict[str, SimulatedVenue] = {}
     for name, spec in VENUE_SPECS.items():
         path = config.ledger_path
@@ -105,6 +109,7 @@ def build_venues(
             adverse_move_bps=config.adverse_move_bps,
             clock=clock,
             ledger=ledger,
+            order_ids=order_ids,
         )
     return venues
 

@@ -46,6 +46,17 @@ METEORA = PoolSpec(fee_bps=20.0, depth_usd=1_500_000.0, dynamic_fee_per_bps=0.2)
 
 
 @dataclass(frozen=True, slots=True)
+class PoolState:
+    """A pool's reserves at one moment: what the ledger journals with a swap that moved them, so that a
+    restarted venue prices from where its executed swaps left the pools (decision 0009)."""
+
+    token_a: str
+    token_b: str
+    reserve_a: float
+    reserve_b: float
+
+
+@dataclass(frozen=True, slots=True)
 class Fill:
     """The outcome of a swap of `amount_in` against a pool, priced in quote per base, net of fees."""
 
@@ -70,6 +81,15 @@ class Pool:
         self.reference = reserve_b / reserve_a  # b per a at creation: the price drift reverts to
         stable = token_a in STABLECOINS and token_b in STABLECOINS
         self.volatility = spec.volatility_bps / 1e4 * (STABLE_VOLATILITY_FACTOR if stable else 1.0)
+
+    def copy(self) -> Pool:
+        """A pool to price a batch of swaps on before any of them is durable (the original stays put)."""
+        twin = Pool(self.token_a, self.token_b, self.reserve_a, self.reserve_b, self.spec)
+        twin.reference = self.reference
+        return twin
+
+    def state(self) -> PoolState:
+        return PoolState(self.token_a, self.token_b, self.reserve_a, self.reserve_b)
 
     def mid(self, base: str, quote: str) -> float:
         """Marginal price in quote per base, fee excluded."""
@@ -177,6 +197,18 @@ class PoolBook:
             pool.drift(elapsed, self._rng.gauss(0.0, 1.0))
             self._touched[key] = now
         return pool
+
+    def restore(self, state: PoolState, touched: float | None = None) -> bool:
+        """Set a pool's reserves (False if this book does not list the pair). With `touched`, the pool
+        drifts from that time on its next read: a restarted venue's pools move over its downtime."""
+        key = (state.token_a, state.token_b)
+        pool = self._pools.get(key)
+        if pool is None:
+            return False
+        pool.reserve_a, pool.reserve_b = state.reserve_a, state.reserve_b
+        if touched is not None:
+            self._touched[key] = touched
+        return True
 
     def lists(self, base: str, quote: str) -> bool:
         return base != quote and ((base, quote) if base < quote else (quote, base)) in self._pools

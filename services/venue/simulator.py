@@ -4,6 +4,17 @@ Submitting accepts the swap at once and puts its settlement on a `DueQueue` (a h
 so 10,000 pending swaps cost 10,000 small records, not 10,000 sleeping tasks. At settlement the price comes
 from the pool *then* (drift and other swaps may have moved it) and is checked against the limit.
 
+Journal first, memory after (decision 0009): an acceptance is journaled before the swap exists anywhere (a
+failed write answers `VenueUnavailable`, "not accepted", and schedules nothing); the swaps due together are
+priced one after another on copies of their pools, journaled as one batch, and only then applied: records,
+pools, listeners and waiters. A batch whose write fails leaves everything as it was and is retried.
+
+One client order id, at most one swap (decision 0009): a repeat with the same parameters gets the first
+receipt, one with other parameters `SubmitConflict`, and so does an id another venue of the chain holds
+(the venues built together share one `ClientOrderIds`). A submit received after its `valid_until` is
+refused (`SubmitExpired`); an accepted swap still pending at its `valid_until` (a venue down past it)
+settles `failed` with reason `expired`: it never executes late.
+
 Faults, all drawn from seeded generators (separate streams for pools, faults and latency, so turning one
 knob does not reshuffle the others): `failure_rate` — a quote or submit is not served (`VenueUnavailable`,
 nothing accepted); `execution_failure_rate` — an accepted swap settles `failed` with a venue error;
@@ -25,6 +36,7 @@ from .clock import Clock, SystemClock
 from .interface import (
     SIDES,
     Side,
+    SubmitConflict,
     SubmitExpired,
     SubmitOutcomeUnknown,
     SubmitReceipt,
@@ -33,18 +45,24 @@ from .interface import (
     VenueRejected,
     VenueUnavailable,
 )
-from .ledger import Ledger, SwapRecord, tx_hash
-from .pool import REFERENCE_USD, PoolBook, PoolSpec
+from .journal import JournalError
+from .ledger import Ledger, Settlement, SwapRecord, tx_hash
+from .pool import REFERENCE_USD, Pool, PoolBook, PoolSpec
+from .registry import ClientOrderIds
 from .timers import DueQueue
 
 log = logging.getLogger(__name__)
 
 Latency = float | tuple[float, float]  # seconds, fixed or uniform in [low, high]
+Swap = tuple[str, str, Side, float, float]  # what a client order id commits to: base, quote, side, amounts
 VENUE_ERRORS = (
     "transaction expired: blockhash not found",
     "compute budget exceeded",
     "pool account write lock contention",
 )
+EXPIRED = "expired: valid_until passed before the swap executed"
+SETTLE_RETRY_S = 1.0  # a settlement batch the journal could not write is priced again after this
+MAX_ACCEPTING = 50_000  # acceptances waiting for the journal; beyond, submits are not accepted (503)
 
 
 class SimulatedVenue:
@@ -67,6 +85,8 @@ class SimulatedVenue:
         adverse_move_bps: float = 0.0,
         clock: Clock | None = None,
         ledger: Ledger | None = None,
+        order_ids: ClientOrderIds | None = None,
+        max_accepting: int = MAX_ACCEPTING,
     ) -> None:
         self.name = name
         self.seed = random.SystemRandom().randrange(1 << 63) if seed is None else seed
@@ -85,12 +105,15 @@ class SimulatedVenue:
         self._faults = random.Random(f"{self.seed}:{name}:faults")
         self._latency_rng = random.Random(f"{self.seed}:{name}:latency")
         self.ledger = ledger if ledger is not None else Ledger()  # an empty ledger is falsy
-        self._due = DueQueue(self._clock, self._settle, name=f"venue-{name}-settlement")
+        # Shared with the other venues of the chain by `build_venues`; a venue built alone has its own.
+        self.order_ids = order_ids if order_ids is not None else ClientOrderIds()
+        self.max_accepting = max_accepting
+        self._accepting: dict[str, asyncio.Future[SwapRecord]] = {}  # being journaled, not yet accepted
+        self._due = DueQueue(self._clock, self._settle_due, name=f"venue-{name}-settlement")
         self._listeners: list[Callable[[SwapStatus], None]] = []
         self._waiters: dict[str, list[asyncio.Future[SwapStatus]]] = {}
         self._closed = False
-        for record in self.ledger.pending():  # replayed from a journal: settle them as soon as we run
-            self._due.schedule(record.receipt.client_order_id, self._clock.now())
+        self._resume()
 
     # --- the Venue interface ---------------------------------------------------------------------------
 
@@ -134,12 +157,13 @@ class SimulatedVenue:
         await self._delay(self.quote_latency_s)
         if self._fault(self.failure_rate):
             raise VenueUnavailable(self.name, "simulated outage: submit not accepted")
-        # No await between the lookup and the insert: concurrent duplicates cannot both miss.
-        record = self.ledger.get(client_order_id)
-        if record is None:
-            if valid_until is not None and self._clock.utcnow() > valid_until:
-                raise SubmitExpired(self.name, f"submit {client_order_id} received after its valid_until")
-            record = self._accept(client_order_id, base, quote, side, amount_in, limit_price, valid_until)
+        swap = (base, quote, side, float(amount_in), float(limit_price))
+        record = await self._record_for(client_order_id, swap, valid_until)
+        r = record.receipt
+        if (r.base, r.quote, r.side, r.amount_in, r.limit_price) != swap:  # never the first receipt
+            raise SubmitConflict(
+                self.name, f"client order id {client_order_id} is taken by a swap with other parameters"
+            )
         if self._fault(self.drop_reply_rate):
             raise SubmitOutcomeUnknown(self.name, f"reply to submit {client_order_id} lost after acceptance")
         return record.receipt
@@ -160,7 +184,7 @@ class SimulatedVenue:
             for future in futures:
                 future.cancel()
         self._waiters.clear()
-        self.ledger.close()
+        await self.ledger.aclose()
 
     async def __aenter__(self) -> SimulatedVenue:
         self.start()
@@ -211,16 +235,33 @@ class SimulatedVenue:
         if not self.pools.lists(base, quote):
             raise VenueRejected(self.name, f"{base}/{quote} is not listed")
 
+    async def _record_for(self, client_order_id: str, swap: Swap, valid_until: datetime | None) -> SwapRecord:
+        """The swap under this id on this venue: found, being journaled, or accepted now."""
+        # No await from the lookups to the claim: concurrent submits of one id always see each other.
+        record = self.ledger.get(client_order_id)
+        if record is not None:
+            return record
+        accepting = self._accepting.get(client_order_id)
+        if accepting is None:
+            accepting = self._accept(client_order_id, swap, valid_until)
+        try:  # shielded: one caller giving up must not cancel the acceptance the others wait for
+            return await asyncio.shield(accepting)
+        except JournalError as exc:
+            raise VenueUnavailable(self.name, f"{exc}: not accepted") from None
+
     def _accept(
-        self,
-        client_order_id: str,
-        base: str,
-        quote: str,
-        side: Side,
-        amount_in: float,
-        limit_price: float,
-        valid_until: datetime | None = None,
-    ) -> SwapRecord:
+        self, client_order_id: str, swap: Swap, valid_until: datetime | None
+    ) -> asyncio.Future[SwapRecord]:
+        owner = self.order_ids.owner(client_order_id)
+        if owner is not None and owner != self.name:
+            raise SubmitConflict(
+                self.name, f"client order id {client_order_id} is taken by a swap on {owner}"
+            )
+        if valid_until is not None and self._clock.utcnow() > valid_until:
+            raise SubmitExpired(self.name, f"submit {client_order_id} received after its valid_until")
+        if len(self._accepting) >= self.max_accepting:
+            raise VenueUnavailable(self.name, f"{self.max_accepting} submits already wait for the journal")
+        base, quote, side, amount_in, limit_price = swap
         receipt = SubmitReceipt(
             venue=self.name,
             client_order_id=client_order_id,
@@ -228,52 +269,117 @@ class SimulatedVenue:
             base=base,
             quote=quote,
             side=side,
-            amount_in=float(amount_in),
-            limit_price=float(limit_price),
+            amount_in=amount_in,
+            limit_price=limit_price,
             accepted_at=self._clock.utcnow(),
             valid_until=valid_until,
         )
         now = self._clock.now()
-        record = self.ledger.accept(receipt, visible_at=now + self.status_delay_s)
-        self._due.schedule(client_order_id, now + self._draw(self.execution_latency_s))
-        return record
+        due = now + self._draw(self.execution_latency_s)
+        self.order_ids.claim(client_order_id, self.name)
+        future = self.ledger.accept(
+            receipt,
+            visible_at=now + self.status_delay_s,
+            on_durable=lambda _: self._due.schedule(client_order_id, due),  # only once it is on disk
+        )
+        self._accepting[client_order_id] = future
 
-    def _settle(self, client_order_id: str) -> None:
-        record = self.ledger.get(client_order_id)
-        if record is None or record.state != "pending":
-            return
-        r, at = record.receipt, self._clock.utcnow()
-        try:
-            if self._fault(self.execution_failure_rate):
-                reason = f"venue error: {self._faults.choice(VENUE_ERRORS)}"
-                self.ledger.settle(record, "failed", at, reason=reason)
-            else:
-                pool = self.pools.pool(r.base, r.quote, self._clock.now())
-                fill = pool.preview(r.base, r.quote, r.side, r.amount_in)
-                price = fill.price * (1 - self.adverse_move if r.side == "sell" else 1 + self.adverse_move)
-                if price < r.limit_price if r.side == "sell" else price > r.limit_price:
-                    op = "<" if r.side == "sell" else ">"
-                    reason = f"slippage exceeded: executed {price:.8g} {op} limit {r.limit_price:.8g}"
-                    self.ledger.settle(record, "failed", at, reason=reason)
-                else:
-                    pool.execute(r.base, r.quote, r.side, fill)
-                    amount_out = fill.amount_out
-                    if self.adverse_move:
-                        amount_out = r.amount_in * price if r.side == "sell" else r.amount_in / price
-                    self.ledger.settle(record, "confirmed", at, price, amount_out)
-        except Exception as exc:  # a bug must not leave the swap pending forever: fail it, loudly
-            log.exception("settling %s on %s", client_order_id, self.name)
+        def done(f: asyncio.Future[SwapRecord]) -> None:
+            del self._accepting[client_order_id]
+            if f.cancelled() or f.exception() is not None:  # not accepted: the id is free again
+                self.order_ids.release(client_order_id, self.name)
+
+        if future.done():  # no journal: accepted already, nothing waits
+            done(future)
+        else:
+            future.add_done_callback(done)
+        return future
+
+    def _resume(self) -> None:
+        """After a replay: claim the journal's ids, resume pricing where its swaps left the pools (drifted
+        over the downtime), and settle the swaps still pending as soon as the venue runs."""
+        now, wall = self._clock.now(), self._clock.utcnow()
+        for state, at in self.ledger.pool_states.values():
+            if not self.pools.restore(state, touched=now - max(0.0, (wall - at).total_seconds())):
+                log.warning(
+                    "%s: journaled pool %s/%s is not listed now", self.name, state.token_a, state.token_b
+                )
+        for record in self.ledger.records():
+            self.order_ids.restore(record.receipt.client_order_id, self.name)
             if record.state == "pending":
-                self.ledger.settle(record, "failed", at, reason=f"venue internal error: {exc!r}")
-        status = record.status()
-        for callback in list(self._listeners):
-            try:
-                callback(status)
-            except Exception:
-                log.exception("on_settled callback failed for %s", client_order_id)
-        for future in self._waiters.pop(client_order_id, ()):
-            if not future.done():
-                future.set_result(status)
+                self._due.schedule(record.receipt.client_order_id, now)
+
+    async def _settle_due(self, client_order_ids: list[str]) -> None:
+        """Settle the swaps due now as one journal batch, then apply them (records, pools, notifications)."""
+        now, at = self._clock.now(), self._clock.utcnow()
+        shadows: dict[tuple[str, str], Pool] = {}  # the batch's pools: nothing real moves before the write
+        batch: list[Settlement] = []
+        for client_order_id in client_order_ids:
+            record = self.ledger.get(client_order_id)
+            if record is not None and record.state == "pending":
+                batch.append(self._price(record, shadows, now, at))
+        if not batch:
+            return
+        moved = [shadows[(s.pool.token_a, s.pool.token_b)] for s in batch if s.pool is not None]
+        try:
+            await self.ledger.settle(batch, on_durable=lambda: self._settled(batch, moved))
+        except JournalError as exc:
+            log.error(
+                "%s: %d settlements not journaled (%s); retrying in %.0f s",
+                self.name,
+                len(batch),
+                exc,
+                SETTLE_RETRY_S,
+            )
+            for s in batch:
+                self._due.schedule(s.record.receipt.client_order_id, now + SETTLE_RETRY_S)
+
+    def _price(
+        self, record: SwapRecord, shadows: dict[tuple[str, str], Pool], now: float, at: datetime
+    ) -> Settlement:
+        """How a due swap ends, priced on the batch's copy of its pool (which then carries its fill)."""
+        r = record.receipt
+        try:
+            if r.valid_until is not None and at > r.valid_until:  # like a transaction whose blockhash expired
+                return Settlement(record, "failed", at, reason=EXPIRED)
+            if self._fault(self.execution_failure_rate):
+                return Settlement(
+                    record, "failed", at, reason=f"venue error: {self._faults.choice(VENUE_ERRORS)}"
+                )
+            real = self.pools.pool(r.base, r.quote, now)
+            key = (real.token_a, real.token_b)
+            pool = shadows.get(key)
+            if pool is None:
+                pool = shadows[key] = real.copy()
+            fill = pool.preview(r.base, r.quote, r.side, r.amount_in)
+            price = fill.price * (1 - self.adverse_move if r.side == "sell" else 1 + self.adverse_move)
+            if price < r.limit_price if r.side == "sell" else price > r.limit_price:
+                op = "<" if r.side == "sell" else ">"
+                reason = f"slippage exceeded: executed {price:.8g} {op} limit {r.limit_price:.8g}"
+                return Settlement(record, "failed", at, reason=reason)
+            pool.execute(r.base, r.quote, r.side, fill)
+            amount_out = fill.amount_out
+            if self.adverse_move:
+                amount_out = r.amount_in * price if r.side == "sell" else r.amount_in / price
+            return Settlement(record, "confirmed", at, price, amount_out, pool=pool.state())
+        except Exception as exc:  # a bug must not leave the swap pending forever: fail it, loudly
+            log.exception("settling %s on %s", r.client_order_id, self.name)
+            return Settlement(record, "failed", at, reason=f"venue internal error: {exc!r}")
+
+    def _settled(self, batch: list[Settlement], moved: list[Pool]) -> None:
+        """The batch is durable: move the real pools to where it left them, then tell everyone."""
+        for pool in moved:
+            self.pools.restore(pool.state())
+        for s in batch:
+            status = s.record.status()
+            for callback in list(self._listeners):
+                try:
+                    callback(status)
+                except Exception:
+                    log.exception("on_settled callback failed for %s", status.client_order_id)
+            for future in self._waiters.pop(status.client_order_id, ()):
+                if not future.done():
+                    future.set_result(status)
 
     def _fault(self, rate: float) -> bool:
         return rate > 0.0 and self._faults.random() < rate

@@ -1,7 +1,8 @@
 """Deadlines fired by one background task: how 10,000 pending swaps settle without 10,000 sleeping tasks.
 
 A heap of (due, seq, key); the task sleeps until the earliest due time (or until an earlier one arrives),
-then fires every key that is due, yielding to the event loop every `chunk` keys so a burst of settlements
+then fires the keys that are due in batches of at most `chunk` (one settlement batch is one journal write),
+awaiting each batch before the next and yielding to the event loop in between, so a burst of settlements
 never starves the loop. The clock is injected so tests move time by hand.
 """
 
@@ -13,7 +14,7 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .clock import Clock
 
@@ -22,7 +23,12 @@ log = logging.getLogger(__name__)
 
 class DueQueue:
     def __init__(
-        self, clock: Clock, fire: Callable[[str], None], *, name: str = "due-queue", chunk: int = 512
+        self,
+        clock: Clock,
+        fire: Callable[[list[str]], Awaitable[None]],
+        *,
+        name: str = "due-queue",
+        chunk: int = 512,
     ):
         self._clock, self._fire, self._name, self._chunk = clock, fire, name, chunk
         self._heap: list[tuple[float, int, str]] = []
@@ -55,16 +61,16 @@ class DueQueue:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            fired = 0
             while self._heap and self._heap[0][0] <= self._clock.now():
-                key = heapq.heappop(self._heap)[2]
+                now = self._clock.now()
+                keys: list[str] = []
+                while self._heap and self._heap[0][0] <= now and len(keys) < self._chunk:
+                    keys.append(heapq.heappop(self._heap)[2])
                 try:
-                    self._fire(key)
-                except Exception:  # one bad key must not stop every later deadline
-                    log.exception("%s: firing %s failed", self._name, key)
-                fired += 1
-                if fired % self._chunk == 0:
-                    await asyncio.sleep(0)
+                    await self._fire(keys)
+                except Exception:  # one bad batch must not stop every later deadline
+                    log.exception("%s: firing %d keys failed", self._name, len(keys))
+                await asyncio.sleep(0)
             self._next_due = self._heap[0][0] if self._heap else math.inf
             if not self._heap:
                 await self._wake.wait()
