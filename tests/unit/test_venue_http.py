@@ -9,66 +9,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
 
 from services.venue.client import HttpVenue
 from services.venue.clock import ManualClock
 from services.venue.interface import (
+    SubmitConflict,
+    SubmitExpired,
     SubmitOutcomeUnknown,
     Venue,
     VenueRejected,
     VenueUnavailable,
 )
-from services.venue.pool import METEORA, RAYDIUM
+from services.venue.ledger import Ledger
 from services.venue.server import create_app
-from services.venue.simulator import SimulatedVenue
+from tests.venue_harness import cid, serving, simulated
 
-TOKENS = ("SOL", "USDC", "ETH", "USDT")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-def cid() -> str:
-    return f"order-{uuid.uuid4()}"
-
-
-@contextlib.asynccontextmanager
-async def simulated(**kwargs: Any) -> AsyncIterator[dict[str, SimulatedVenue]]:
-    kwargs.setdefault("seed", 3)
-    kwargs.setdefault("execution_latency_s", 0.0)
-    sims = {
-        "raydium": SimulatedVenue("raydium", RAYDIUM, TOKENS, **kwargs),
-        "meteora": SimulatedVenue("meteora", METEORA, TOKENS, **kwargs),
-    }
-    try:
-        yield sims
-    finally:
-        for sim in sims.values():
-            await sim.aclose()
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """uvicorn on 127.0.0.1 with an ephemeral port. The socket listens before the server task runs, so a
-    client's first connect queues instead of racing the startup: no readiness polling. The explicit
-    IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose `proto` says TCP, and without it
-    every reply waits ~40 ms on Nagle and delayed ACKs."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @contextlib.asynccontextmanager
@@ -382,3 +345,56 @@ async def test_a_batch_item_that_is_not_an_object_is_rejected_alone() -> None:
         assert results[0]["body"]["amount_in"] == 1.0
         assert results[1]["error"] == "body must be a JSON object"
         assert results[2]["error"] == "side must be 'buy' or 'sell'"
+
+
+async def test_a_conflict_is_a_409_and_never_the_first_receipt() -> None:
+    async with simulated() as sims, serving(create_app(sims)) as url:
+        async with HttpVenue("raydium", url) as raydium, HttpVenue("meteora", url) as meteora:
+            order = cid()
+            receipt = await raydium.submit(order, "SOL", "USDC", "sell", 1.0, 1.0)
+            with pytest.raises(SubmitConflict, match="other parameters"):  # same venue, other swap
+                await raydium.submit(order, "SOL", "USDC", "sell", 2.0, 1.0)
+            with pytest.raises(SubmitConflict, match="taken by a swap on raydium"):  # the other venue
+                await meteora.submit(order, "SOL", "USDC", "sell", 1.0, 1.0)
+            assert await raydium.submit(order, "SOL", "USDC", "sell", 1.0, 1.0) == receipt
+            assert sims["meteora"].ledger_count(order) == 0 and sims["raydium"].ledger_count(order) == 1
+        async with aiohttp.ClientSession() as http:
+            body = {"client_order_id": order, "base": "SOL", "quote": "USDC", "side": "buy"}
+            body |= {"amount_in": 150.0, "limit_price": 1e6}
+            async with http.post(f"{url}/venues/meteora/submit", json=body) as reply:
+                assert reply.status == 409 and (await reply.json())["kind"] == "conflict"
+            async with http.post(f"{url}/venues/meteora/submit:batch", json={"requests": [body]}) as reply:
+                assert [r["status"] for r in (await reply.json())["results"]] == [409]
+
+
+async def test_a_late_submit_is_a_410_and_the_deadline_travels_with_the_receipt() -> None:
+    async with simulated() as sims, serving(create_app(sims)) as url, HttpVenue("raydium", url) as raydium:
+        late, on_time = cid(), cid()
+        with pytest.raises(SubmitExpired, match="after its valid_until"):
+            await raydium.submit(
+                late, "SOL", "USDC", "sell", 1.0, 1.0, datetime.now(UTC) - timedelta(seconds=1)
+            )
+        assert (await raydium.status(late)).state == "unknown" and sims["raydium"].ledger_count(late) == 0
+        deadline = datetime.now(UTC) + timedelta(minutes=1)
+        receipt = await raydium.submit(on_time, "SOL", "USDC", "sell", 1.0, 1.0, deadline)
+        assert receipt.valid_until == deadline
+
+
+async def test_a_journal_that_cannot_write_is_a_503_alone_and_in_a_batch() -> None:
+    async with simulated() as sims:
+        sims["raydium"].ledger = Ledger(Path("/dev/full"))  # a disk that is always full (nothing to replay)
+        async with serving(create_app(sims)) as url, HttpVenue("raydium", url) as raydium:
+            orders = [cid() for _ in range(3)]
+            outcomes = await asyncio.gather(
+                *(raydium.submit(o, "SOL", "USDC", "sell", 1.0, 1.0) for o in orders), return_exceptions=True
+            )
+            assert all(isinstance(o, VenueUnavailable) and "ENOSPC" in o.reason for o in outcomes), outcomes
+            async with aiohttp.ClientSession() as http:
+                body = {"client_order_id": cid(), "base": "SOL", "quote": "USDC", "side": "sell"}
+                body |= {"amount_in": 1.0, "limit_price": 1.0}
+                async with http.post(f"{url}/venues/raydium/submit", json=body) as reply:
+                    assert reply.status == 503 and (await reply.json())["kind"] == "unavailable"
+            assert [s.state for s in await raydium.status_many(orders)] == ["unknown"] * 3
+            assert (await raydium.quote("SOL", "USDC", "sell", 1.0)).price > 0  # still serving
+            assert len(sims["raydium"].ledger) == 0 and sims["raydium"].pending_count == 0
+
