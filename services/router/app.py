@@ -130,7 +130,7 @@ def run(settings: Settings) -> None:
 
     vcfg = VenueConfig.from_env()
     if vcfg.url:
-        venues: Mapping[str, Venue] = connect_venues(vcfg.url, timeout_s=vcfg.timeout_s)
+        venues: Mapping[str, Venue] = connect_venues(vcfg.url, timeout_s=vcfg.timeout_s, secret=vcfg.secret)
         log.info("routing to the venue server at %s", vcfg.url)
     else:
         venues = build_venues(vcfg, settings.tokens)

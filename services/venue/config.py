@@ -6,11 +6,12 @@ so the project-wide list can include it. A malformed value raises `ConfigError` 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.config import ConfigError
@@ -40,7 +41,13 @@ VENUE_ENV_VARS: dict[str, tuple[str, str]] = {
     "VENUE_PORT": ("3100", "port of the venue server"),
     "VENUE_URL": ("", "where routers reach the venue server; unset: venues run inside the router"),
     "VENUE_TIMEOUT_MS": ("2000", "HTTP venue client timeout per call"),
+    "VENUE_SECRET": (
+        "",
+        "shared secret: the venue server requires 'Authorization: Bearer <it>', routers send it; "
+        "unset: no authentication, allowed only on a loopback VENUE_HOST",
+    ),
 }
+MIN_SECRET_CHARS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,7 @@ class VenueConfig:
     port: int
     url: str
     timeout_s: float
+    secret: str = field(default="", repr=False)  # never in a log line
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> VenueConfig:
@@ -78,7 +86,25 @@ class VenueConfig:
             port=_port(env, "VENUE_PORT"),
             url=_get(env, "VENUE_URL").rstrip("/"),
             timeout_s=_range_ms(env, "VENUE_TIMEOUT_MS", single=True)[0],
+            secret=_secret(env, "VENUE_SECRET"),
         )
+
+    def check_exposure(self) -> None:
+        """Refuse to serve without a secret on an address other machines can reach (one-line error)."""
+        if not self.secret and not is_loopback(self.host):
+            raise ConfigError(
+                f"VENUE_HOST={self.host} is not a loopback address and VENUE_SECRET is unset: "
+                "anyone reaching the port could submit swaps; set VENUE_SECRET (the routers send it too)"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
 
 
 def build_venues(
@@ -169,4 +195,15 @@ def _bps(env: Mapping[str, str], name: str) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number of basis points") from None
     if not (math.isfinite(value) and 0 <= value <= 10_000):
         raise ConfigError(f"{name}={raw!r} must be within 0..10000")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """A bearer token: visible ASCII, long enough not to be guessed. The error never shows the value."""
+    value = _get(env, name)
+    if value and (len(value) < MIN_SECRET_CHARS or not all("!" <= c <= "~" for c in value)):
+        raise ConfigError(
+            f"{name} must be at least {MIN_SECRET_CHARS} visible ASCII characters without spaces "
+            f"(it has {len(value)} characters); e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return value

@@ -19,10 +19,12 @@ The settlement feed spares a router from polling thousands of pending swaps. It 
 record: a settlement made while nobody listens (a router restarting, a feed that fell behind and was cut)
 is not replayed, so a router still reconciles what it submitted with `swaps:batch-status`.
 
-Errors are `{"error": reason, "kind": ...}`: 503 `unavailable` (not served, retry), 504 `outcome_unknown`
-(accepted but the reply is deliberately lost: reconcile by status), 400 `rejected`, 404 unknown venue,
-410 `expired` (a submit received after its `valid_until`: never executed), 409 `conflict` (the client
-order id is taken by another swap).
+Errors are `{"error": reason, "kind": ...}`: 503 `unavailable` (not served, retry: an outage, or a journal
+write that failed, so nothing was accepted), 504 `outcome_unknown` (accepted but the reply is deliberately
+lost: reconcile by status), 400 `rejected`, 404 unknown venue, 410 `expired` (a submit received after its
+`valid_until`: never executed), 409 `conflict` (the client order id is taken by another swap: other
+parameters, or the other venue), 401 `unauthorized` (no or wrong `Authorization: Bearer <VENUE_SECRET>`,
+on every route but `/health` when a secret is set), 413 `too_large` (a body over 1 MiB).
 
 The `:batch` forms carry many quotes or submits in one request (a router sends everything one event-loop
 turn produced: one request where there were hundreds). Each item is served as if it came alone, concurrently,
@@ -42,14 +44,17 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from services.config import ConfigError
 from services.metrics import metrics_route
 from services.metrics import venue as venue_metrics
 
 from . import wire
+from .access import BodyTooLarge, VenueAccess
 from .config import VenueConfig, build_venues
 from .interface import (
     SubmitConflict,
@@ -85,6 +90,7 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     VenueRejected: (400, "rejected"),
     wire.BadRequest: (400, "rejected"),
     UnknownVenue: (404, "unknown_venue"),
+    BodyTooLarge: (413, "too_large"),
 }
 
 
@@ -100,15 +106,24 @@ def create_app(
     *,
     config: VenueConfig | None = None,
     tokens: Iterable[str] = ("SOL", "USDC", "ETH", "USDT"),
+    secret: str | None = None,
 ) -> Starlette:
-    """An app serving `venues` (owned by the caller), or venues built from `config` at startup (owned)."""
+    """An app serving `venues` (owned by the caller), or venues built from `config` at startup (owned).
+    `secret` (default: the config's, none for caller-owned venues) is the bearer token every route but
+    `/health` requires; empty: open."""
+    if venues is None and config is None:
+        config = VenueConfig.from_env()
+    if secret is None:
+        secret = config.secret if config is not None else ""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = venues is None
-        app.state.venues = (
-            dict(venues) if venues is not None else build_venues(config or VenueConfig.from_env(), tokens)
-        )
+        if venues is not None:
+            app.state.venues = dict(venues)
+        else:
+            assert config is not None  # set above when no venues are given
+            app.state.venues = build_venues(config, tokens)
         if owned:
             _count_settlements(app.state.venues)
         for venue in app.state.venues.values():
@@ -140,7 +155,8 @@ def create_app(
         metrics_route(),  # GET /metrics (Prometheus)
     ]
     handlers: Mapping[Any, Any] = {cls: _error(code, kind) for cls, (code, kind) in ERRORS.items()}
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    middleware = [Middleware(VenueAccess, secret=secret)]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
 
 
 def _count_settlements(venues: Mapping[str, Venue]) -> None:
@@ -328,7 +344,12 @@ def main() -> None:
 
     settings = load()
     config = VenueConfig.from_env()
+    config.check_exposure()
     logs.setup(settings.log_level, settings.log_format, "oee.venue")  # the services' one log format
+    if not config.secret:
+        log.warning(
+            "VENUE_SECRET unset: the venue answers anyone who reaches %s:%d", config.host, config.port
+        )
     app = create_app(config=config, tokens=settings.tokens)
     uvicorn.run(
         app,
@@ -343,4 +364,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as exc:
+        raise SystemExit(f"venue: {exc}") from None
