@@ -16,6 +16,7 @@ HTTP machinery when every call was its own request.
 With a secret (`VENUE_SECRET`), every request and the settlement feed carry `Authorization: Bearer <it>`. A
 401 is `VenueUnavailable` ("not accepted", retried): the secrets disagree, which an operator fixes, and
 failing orders meanwhile would be a guess. A 413 (a body over the venue's limit) is `VenueRejected`.
+`status_many` asks in chunks of `MAX_STATUS_BATCH` ids, however many the caller passes.
 
 Built on aiohttp rather than httpx: measured on this 2-core machine against the venue server, httpx 0.28 spent
 1.6 ms of client CPU per request alone and ~5 ms at 50 in flight (its connection pool, plus httpcore
@@ -36,6 +37,7 @@ import aiohttp
 import orjson
 
 from .interface import (
+    MAX_STATUS_BATCH,
     Side,
     SubmitConflict,
     SubmitExpired,
@@ -116,10 +118,19 @@ class HttpVenue:
         return self._decode(SwapStatus, reply)
 
     async def status_many(self, client_order_ids: Sequence[str]) -> list[SwapStatus]:
-        if not client_order_ids:
-            return []
-        reply = await self._call("POST", "/swaps:batch-status", {"client_order_ids": list(client_order_ids)})
-        return [self._decode(SwapStatus, s) for s in reply.get("swaps", ())]
+        """One request per `MAX_STATUS_BATCH` ids, one after another (a reconciliation of 10,000 swaps
+        must not become 10 concurrent requests against a venue that is just coming back)."""
+        out: list[SwapStatus] = []
+        for start in range(0, len(client_order_ids), MAX_STATUS_BATCH):
+            chunk = list(client_order_ids[start : start + MAX_STATUS_BATCH])
+            reply = await self._call("POST", "/swaps:batch-status", {"client_order_ids": chunk})
+            swaps = reply.get("swaps")
+            if not isinstance(swaps, list) or len(swaps) != len(chunk):
+                raise VenueUnavailable(
+                    self.name, f"unreadable reply: {len(chunk)} ids, swaps {str(swaps)[:80]}"
+                )
+            out.extend(self._decode(SwapStatus, s) for s in swaps)
+        return out
 
     async def follow_settlements(self) -> AsyncIterator[SwapStatus]:
         """Settlements as the venue makes them, for as long as the caller iterates; reconnects after a drop.

@@ -20,6 +20,7 @@ import pytest
 from services.venue.client import HttpVenue
 from services.venue.clock import ManualClock
 from services.venue.interface import (
+    MAX_STATUS_BATCH,
     SubmitConflict,
     SubmitExpired,
     SubmitOutcomeUnknown,
@@ -398,3 +399,17 @@ async def test_a_journal_that_cannot_write_is_a_503_alone_and_in_a_batch() -> No
             assert (await raydium.quote("SOL", "USDC", "sell", 1.0)).price > 0  # still serving
             assert len(sims["raydium"].ledger) == 0 and sims["raydium"].pending_count == 0
 
+
+async def test_status_many_asks_in_chunks_the_venue_accepts() -> None:
+    async with simulated() as sims:
+        app = CountRequests(create_app(sims))
+        async with serving(app) as url, HttpVenue("raydium", url) as raydium:
+            known = cid()
+            await raydium.submit(known, "SOL", "USDC", "sell", 1.0, 1.0)
+            app.paths.clear()
+            ids = [cid() for _ in range(2 * MAX_STATUS_BATCH)] + [known]
+            statuses = await raydium.status_many(ids)
+            assert [s.client_order_id for s in statuses] == ids
+            assert statuses[-1].state in ("pending", "confirmed") and statuses[0].state == "unknown"
+            assert app.paths == ["/venues/raydium/swaps:batch-status"] * 3
+            assert await raydium.status_many([]) == [] and len(app.paths) == 3
