@@ -46,15 +46,24 @@ IMAGE_VARS = {
 }
 VALID_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
-_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<default>[^}]*))?\}")
+
+
+def required_value(name: str) -> str:
+    """What the checks use for a ${NAME:?message} the user must set (compose refuses to start without it)."""
+    return f"set-by-the-user-{name}"
 
 
 def _interpolate(value: str, where: str) -> str:
-    """Resolve compose's ${NAME:-default} to its default, as `docker compose up` does with NAME unset."""
+    """Resolve compose's ${NAME:-default} to its default, as `docker compose up` does with NAME unset, and a
+    required ${NAME:?message} to a stand-in value."""
 
     def sub(m: re.Match[str]) -> str:
         if m.group("op") is None:
             raise AssertionError(f"{where}: ${{{m.group('name')}}} has no default; write ${{NAME:-default}}")
+        if m.group("op").endswith("?"):
+            assert m.group("default"), f"{where}: ${{{m.group('name')}:?}} needs a message saying what to set"
+            return required_value(m.group("name"))
         return m.group("default")
 
     return _INTERPOLATION.sub(sub, value)
@@ -262,6 +271,16 @@ def test_router_reaches_the_venue(services: dict[str, Any]) -> None:
     assert (url.hostname, url.port) == ("venue", venue_port), (
         f"router's VENUE_URL points at {url.hostname}:{url.port}; the venue listens on venue:{venue_port}"
     )
+
+
+def test_router_and_venue_share_the_secret_the_venue_needs(services: dict[str, Any]) -> None:
+    from services.venue.config import VenueConfig
+
+    venue, router = _env(services, "venue"), _env(services, "router")
+    assert venue.get("VENUE_SECRET") == router.get("VENUE_SECRET") == required_value("VENUE_SECRET"), (
+        "VENUE_SECRET must be required from the user (${VENUE_SECRET:?...}) and given to venue and router alike"
+    )
+    VenueConfig.from_env(venue).check_exposure()  # the venue listens on 0.0.0.0: it needs the secret
 
 
 def test_http_ports(services: dict[str, Any]) -> None:
