@@ -85,7 +85,9 @@ class OsFile:
         return os.fstat(self._fd).st_size
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:  # twice would close whatever file reused the number
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
 
 def _sync_directory(path: Path) -> None:
@@ -127,12 +129,13 @@ class Journal:
         return future
 
     async def aclose(self) -> None:
-        """Finish the writes already appended, then close the file."""
-        self._closed = True
+        """Finish the writes already appended, then close the file (once, however often it is called)."""
+        already, self._closed = self._closed, True
         while self._writer is not None:
             await asyncio.shield(self._writer)
-        self._executor.shutdown(wait=True)
-        self._file.close()
+        if not already:
+            self._executor.shutdown(wait=True)
+            self._file.close()
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .interface import SubmitReceipt, SwapState, SwapStatus
-from .journal import Journal, JournalFile, OsFile, read_lines
+from .journal import Journal, JournalError, JournalFile, OsFile, read_lines
 from .pool import PoolState
 from .wire import from_json
 
@@ -112,6 +112,7 @@ class Ledger:
         # Per pool, the state the last confirmed swap in the journal left it in, and when.
         self.pool_states: dict[tuple[str, str], tuple[PoolState, datetime]] = {}
         self._journal: Journal | None = None
+        self._closed = False
         if journal is not None:
             journal.parent.mkdir(parents=True, exist_ok=True)
             self._replay(journal)
@@ -192,12 +193,14 @@ class Ledger:
         return len(self._records)
 
     async def aclose(self) -> None:
-        """Finish the journal writes already started, then close the file."""
+        """Finish the journal writes already started, then close the file; later writes are refused."""
+        self._closed = True
         if self._journal is not None:
-            journal, self._journal = self._journal, None
-            await journal.aclose()
+            await self._journal.aclose()
 
     def _commit(self, encode: Callable[[], bytes], apply: Callable[[], T]) -> asyncio.Future[T]:
+        if self._closed:
+            raise JournalError("ledger closed")
         if self._journal is not None:  # encoded only when journaling: it is most of an accept's cost
             return self._journal.append(encode(), apply)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -277,11 +277,15 @@ class SimulatedVenue:
         now = self._clock.now()
         due = now + self._draw(self.execution_latency_s)
         self.order_ids.claim(client_order_id, self.name)
-        future = self.ledger.accept(
-            receipt,
-            visible_at=now + self.status_delay_s,
-            on_durable=lambda _: self._due.schedule(client_order_id, due),  # only once it is on disk
-        )
+        try:
+            future = self.ledger.accept(
+                receipt,
+                visible_at=now + self.status_delay_s,
+                on_durable=lambda _: self._due.schedule(client_order_id, due),  # only once it is on disk
+            )
+        except JournalError as exc:  # the journal is closed: nothing was written
+            self.order_ids.release(client_order_id, self.name)
+            raise VenueUnavailable(self.name, f"{exc}: not accepted") from None
         self._accepting[client_order_id] = future
 
         def done(f: asyncio.Future[SwapRecord]) -> None:

@@ -6,7 +6,6 @@ dataclasses directly; `from_json` rebuilds them and rejects a missing or mistype
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
@@ -46,11 +45,17 @@ def from_json(cls: type[T], data: Any) -> T:
     return cls(**kwargs)
 
 
-@functools.cache
+_DATETIME_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _datetime_fields(cls: type) -> frozenset[str]:
-    """Fields typed `datetime` or `datetime | None` (`accepted_at`, `valid_until`, ...)."""
-    hints = get_type_hints(cls)
-    return frozenset(name for name, hint in hints.items() if hint is datetime or datetime in get_args(hint))
+    """Fields typed `datetime` or `datetime | None` (`accepted_at`, `valid_until`, ...), per class once."""
+    found = _DATETIME_FIELDS.get(cls)
+    if found is None:
+        hints = get_type_hints(cls)
+        found = frozenset(n for n, hint in hints.items() if hint is datetime or datetime in get_args(hint))
+        _DATETIME_FIELDS[cls] = found
+    return found
 
 
 def text(body: Mapping[str, Any], key: str) -> str:

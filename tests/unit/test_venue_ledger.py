@@ -344,3 +344,13 @@ async def test_a_torn_last_line_is_skipped_and_what_follows_is_kept(make: Make, 
     third = make(clock=clock)
     assert {r.receipt.client_order_id for r in third.ledger.records()} == {kept, after}
     assert journal_ops(path) == ["accept", "settle", "accept", "settle"]
+
+
+async def test_a_closed_journal_refuses_the_submit_and_frees_the_id(make: Make) -> None:
+    venue = make()
+    venue.start()
+    await venue.ledger.aclose()  # the journal goes away under a venue still serving
+    order = cid()
+    with pytest.raises(VenueUnavailable, match="ledger closed: not accepted"):
+        await venue.submit(order, "SOL", "USDC", "sell", 1.0, 1.0)
+    assert venue.order_ids.owner(order) is None and venue.ledger_count(order) == 0
