@@ -413,3 +413,16 @@ async def test_status_many_asks_in_chunks_the_venue_accepts() -> None:
             assert statuses[-1].state in ("pending", "confirmed") and statuses[0].state == "unknown"
             assert app.paths == ["/venues/raydium/swaps:batch-status"] * 3
             assert await raydium.status_many([]) == [] and len(app.paths) == 3
+
+
+async def test_batches_beyond_the_count_limit_are_refused() -> None:
+    from services.venue.server import MAX_BATCH
+
+    async with simulated() as sims, serving(create_app(sims)) as url, aiohttp.ClientSession() as http:
+        too_many = {"requests": [{}] * (MAX_BATCH + 1)}
+        async with http.post(f"{url}/venues/raydium/submit:batch", json=too_many) as reply:
+            assert reply.status == 400 and "1 to 10000" in (await reply.json())["error"]
+        ids = {"client_order_ids": [str(n) for n in range(MAX_BATCH + 1)]}
+        async with http.post(f"{url}/venues/raydium/swaps:batch-status", json=ids) as reply:
+            assert reply.status == 400 and "at most 10000" in (await reply.json())["error"]
+        assert len(sims["raydium"].ledger) == 0
