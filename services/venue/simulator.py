@@ -211,6 +211,11 @@ class SimulatedVenue:
         self._waiters.setdefault(client_order_id, []).append(future)
         return await future
 
+    def settle_now(self, client_order_id: str) -> None:
+        """Settle a pending swap at once instead of at its due time (drills and tests: "the chain confirms
+        it now"); journaled and announced like any settlement. Its original due time then finds it settled."""
+        self._due.schedule(client_order_id, self._clock.now())
+
     def ledger_count(self, client_order_id: str) -> int:
         """Ledger entries written for this id: 0 or 1 if the at-most-once rule holds."""
         return self.ledger.entries(client_order_id)

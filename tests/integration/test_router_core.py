@@ -127,7 +127,7 @@ async def test_a_restarted_core_resumes_submitted_orders_from_the_state_topic(
     await successor.assign({1})
     try:
         assert order.order_id in successor.workers[1].active
-        meteora._settle(order.order_id)  # the chain confirms the swap now
+        meteora.settle_now(order.order_id)  # the chain confirms the swap now
         async with LogReader(infra.bootstrap_servers, topics.events) as log:
             await log.wait_terminal([order.order_id], 30)
             await log.settle(0.5)

@@ -354,3 +354,18 @@ async def test_a_closed_journal_refuses_the_submit_and_frees_the_id(make: Make) 
     with pytest.raises(VenueUnavailable, match="ledger closed: not accepted"):
         await venue.submit(order, "SOL", "USDC", "sell", 1.0, 1.0)
     assert venue.order_ids.owner(order) is None and venue.ledger_count(order) == 0
+
+
+async def test_settle_now_settles_a_pending_swap_once_before_its_time(make: Make) -> None:
+    clock = ManualClock()
+    venue = make(clock=clock, execution_latency_s=3600.0)
+    order = cid()
+    await venue.submit(order, "SOL", "USDC", "sell", 1.0, 1.0)
+    venue.settle_now(order)
+    assert (await venue.wait_settled(order)).state == "confirmed"
+    clock.advance(3600.0)  # the original due time comes and finds it settled
+    for _ in range(1000):  # the settlement task pops it within a few loop turns
+        if venue.pending_count == 0:
+            break
+        await asyncio.sleep(0)
+    assert venue.pending_count == 0 and venue.ledger.settlements(order) == 1
