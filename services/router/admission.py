@@ -55,8 +55,8 @@ class Candidate:
 
 
 class Admissions(Protocol):
-    async def admit(self, scope: str, candidates: Sequence[Candidate]) -> set[str]:
-        """Record the candidates' order ids; return those that may start (see the module docstring). Two
+    async def admit(self, scope: str, candidates: Sequence[Candidate]) -> set[Candidate]:
+        """Record the candidates' order ids; return the candidates that may start (see the module docstring). Two
         candidates with one id (different keys put it in two partitions): only the first is recorded.
         Waits, retrying, while the store is unreachable."""
         ...
@@ -68,10 +68,10 @@ class Admissions(Protocol):
     async def aclose(self) -> None: ...
 
 
-def verdict(candidates: Sequence[Candidate], recorded: Mapping[str, tuple[int, int]]) -> set[str]:
+def verdict(candidates: Sequence[Candidate], recorded: Mapping[str, tuple[int, int]]) -> set[Candidate]:
     """Which candidates may start: those whose id is recorded with their own (partition, offset), whether
     this attempt recorded it or an earlier read of the same record did. Pure: both stores decide with it."""
-    return {c.order_id for c in candidates if recorded.get(c.order_id) == (c.partition, c.offset)}
+    return {c for c in candidates if recorded.get(c.order_id) == (c.partition, c.offset)}
 
 
 class PgAdmissions:
@@ -99,11 +99,11 @@ class PgAdmissions:
                 log.info("applied %s to schema %s", ", ".join(applied), STATE_SCHEMA)
             self._migrated = True
 
-    async def admit(self, scope: str, candidates: Sequence[Candidate]) -> set[str]:
+    async def admit(self, scope: str, candidates: Sequence[Candidate]) -> set[Candidate]:
         if not candidates:
             return set()
 
-        async def work(conn: asyncpg.Connection) -> set[str]:
+        async def work(conn: asyncpg.Connection) -> set[Candidate]:
             await self._migrate(conn)
             ids = [c.order_id for c in candidates]
             rows = await conn.fetch(
@@ -134,7 +134,7 @@ class InMemoryAdmissions:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], tuple[int, int]] = {}
 
-    async def admit(self, scope: str, candidates: Sequence[Candidate]) -> set[str]:
+    async def admit(self, scope: str, candidates: Sequence[Candidate]) -> set[Candidate]:
         recorded = {
             c.order_id: self.rows.setdefault((scope, c.order_id), (c.partition, c.offset)) for c in candidates
         }

@@ -190,7 +190,7 @@ class RouterCore:
             self.supervisor.crash(exc)
             await asyncio.get_running_loop().create_future()  # until the process is stopped
 
-    async def _admit(self, batches: Iterable[_Batch]) -> set[str]:
+    async def _admit(self, batches: Iterable[_Batch]) -> set[Candidate]:
         """The new orders of these batches that may start: one durable look-up for the whole batch."""
         candidates = [
             Candidate(request.order_id, record.partition, record.offset)
@@ -201,7 +201,7 @@ class RouterCore:
             return set()
         return await self.admissions.admit(self.topics.requests, candidates)
 
-    async def _route(self, p: int, batch: _Batch, admitted: set[str]) -> None:
+    async def _route(self, p: int, batch: _Batch, admitted: set[Candidate]) -> None:
         """Commit one partition's share of the batch; after a failed commit, recover the partition and hand
         the records to its new worker (it skips the ones the failed commit turns out to have written)."""
         while True:
@@ -220,7 +220,7 @@ class RouterCore:
             batch = _Batch(worker, worker.sort(batch.intake.records))
             admitted = await self._admit([batch])
 
-    async def _route_once(self, batch: _Batch, admitted: set[str]) -> None:
+    async def _route_once(self, batch: _Batch, admitted: set[Candidate]) -> None:
         worker, intake = batch.worker, batch.intake
         out = intake.out
         starting: list[Tracked] = []
@@ -229,8 +229,8 @@ class RouterCore:
             if worker.closed:
                 raise WorkerClosed(f"partition {worker.partition}")
             now = utcnow()
-            for _, request in intake.new:
-                if request.order_id in admitted:
+            for record, request in intake.new:
+                if Candidate(request.order_id, record.partition, record.offset) in admitted:
                     step = flow.accept(request, now)
                     out.events.extend(step.events)
                     starting.append(step.tracked)

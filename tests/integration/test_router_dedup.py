@@ -101,9 +101,8 @@ async def test_a_record_read_again_after_an_aborted_transaction_is_admitted_agai
     try:
         await store.prepare()
         # A first router recorded the id, then died before its Kafka transaction committed.
-        assert await store.admit(topics.requests, [Candidate(order.order_id, 1, records[0].offset)]) == {
-            order.order_id
-        }
+        first_read = Candidate(order.order_id, 1, records[0].offset)
+        assert await store.admit(topics.requests, [first_read]) == {first_read}
         options = dataclasses.replace(FORGETFUL, memory_orders=10)
         async with (
             running(infra, topics, venues, options, PgAdmissions(infra.database_url)) as core,

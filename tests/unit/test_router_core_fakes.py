@@ -291,3 +291,16 @@ async def test_reconciliation_asks_in_chunks_the_venue_accepts(venue_map: dict[s
         await until(lambda: ended(broker, *orders), 60, "every order's terminal event")
     calls = [n for v in venue_map.values() for n in v.status_calls]
     assert max(calls) <= MAX_STATUS_BATCH and sum(calls) >= len(orders)
+
+
+async def test_one_order_id_in_two_partitions_of_one_batch_starts_once(
+    venue_map: dict[str, FaultyVenue],
+) -> None:
+    """Produced under another key, an id can land in two partitions: only one record admits it."""
+    broker = FakeBroker()
+    order = order_request()
+    async with running(broker, venue_map) as core:
+        await core.handle([record(order, 0, 0), record(order, 1, 0)])
+        await until(lambda: ended(broker, order), 10, "the order's terminal event")
+    assert len(one_lifecycle(broker, order)) == 5
+    assert ledger_entries(venue_map, order.order_id) == 1
