@@ -196,14 +196,17 @@ class Partitions:
                         f"{self.budget.window_s:g} s, the last: {cause!r}"
                     ) from cause
                 wait = self.budget.backoff()
-                log.warning("partition %d: commit failed (%r); recovering in %.1f s", p, cause, wait)
+                log.warning("partition %d failed (%r); reopening it in %.1f s", p, cause, wait)
                 await asyncio.sleep(wait)
+                if p not in self.assigned:
+                    return  # revoked while it waited: nothing to recover
+                self._ready.setdefault(p, asyncio.Event())  # revoked and assigned again meanwhile
                 try:
                     await self._open(p)
                 except Exception as exc:
                     cause = exc
                     continue
-                if p not in self.workers:  # revoked while it waited: nothing to recover
+                if p not in self.workers:  # revoked while it opened: nothing to recover
                     return
                 router_metrics.RECOVERIES.labels("recovered").inc()
                 log.warning("partition %d recovered in-process from its committed state", p)

@@ -304,3 +304,21 @@ async def test_one_order_id_in_two_partitions_of_one_batch_starts_once(
         await until(lambda: ended(broker, order), 10, "the order's terminal event")
     assert len(one_lifecycle(broker, order)) == 5
     assert ledger_entries(venue_map, order.order_id) == 1
+
+
+async def test_a_partition_revoked_and_assigned_again_while_it_recovers_is_reopened(
+    venue_map: dict[str, FaultyVenue],
+) -> None:
+    broker = FakeBroker()
+    order = order_request()
+    options = dataclasses.replace(FAST, recovery_backoff_s=(0.3, 0.3))
+    async with running(broker, venue_map, options) as core:
+        broker.fail_commit(0)
+        handling = asyncio.create_task(core.handle([record(order, 0, 0)]))
+        await until(lambda: broker.failed_commits == 1, 10, "the failed commit")
+        await core.assign({1, 2})  # a rebalance takes partition 0 away during the backoff...
+        await core.assign({0, 1, 2})  # ...and gives it back
+        await asyncio.wait_for(handling, 10)
+        await until(lambda: ended(broker, order), 10, "the order's terminal event")
+        assert 0 in core.workers and not core.crashed.done()
+    one_lifecycle(broker, order)
