@@ -1,4 +1,7 @@
-"""The order state machine: one pure reducer that the router, the projector and the gateway all share.
+"""The order state machine: one transition table and one pure reducer for every service. The projector
+(and its rebuild) folds events with `apply`; the router checks each event it builds against `TRANSITIONS`
+before writing it (`services/router/flow.py`), its own notion of what it waits for derived from the status;
+the gateway and the lag view read `is_terminal` / `TERMINAL` from here.
 
 `TRANSITIONS` maps (current status, event type) to the next status; anything not in it is illegal. `apply`
 checks, in this order, that the event belongs to the order, is the next one in its stream (`DuplicateEvent`

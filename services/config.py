@@ -41,6 +41,15 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "ROUTER_BATCH_MAX": ("500", "most intake records in one router batch (one transaction per partition)"),
     "ROUTER_QUOTE_TIMEOUT_MS": ("2000", "per-venue quote timeout"),
     "ROUTER_BACKOFF_MS": ("1000,2000", "waits before quote attempts 2 and 3 when no venue quotes"),
+    "ROUTER_MEMORY_ORDERS": (
+        "200000",
+        "finished orders the router remembers per partition (a cache: the database keeps every order id)",
+    ),
+    "ROUTER_LANDING_DEADLINE_MS": ("60000", "a swap's valid_until: this long after its submitted event"),
+    "ROUTER_STATUS_GRACE_MS": (
+        "5000",
+        "how long after valid_until a venue may still not show a swap it accepted, before it is expired",
+    ),
 }
 
 
@@ -51,6 +60,9 @@ class RouterSettings:
     batch_max: int
     quote_timeout_s: float
     backoff: tuple[float, ...]
+    memory_orders: int
+    landing_deadline_s: float
+    status_grace_s: float
 
 
 def load_router(env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -67,6 +79,9 @@ def load_router(env: Mapping[str, str] | None = None) -> RouterSettings:
         batch_max=_int(env, "ROUTER_BATCH_MAX", 1, 100_000),
         quote_timeout_s=_int(env, "ROUTER_QUOTE_TIMEOUT_MS", 1, 600_000) / 1000,
         backoff=backoff,
+        memory_orders=_int(env, "ROUTER_MEMORY_ORDERS", 0, 100_000_000),
+        landing_deadline_s=_int(env, "ROUTER_LANDING_DEADLINE_MS", 1, 86_400_000) / 1000,
+        status_grace_s=_int(env, "ROUTER_STATUS_GRACE_MS", 0, 3_600_000) / 1000,
     )
 
 

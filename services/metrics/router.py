@@ -43,6 +43,22 @@ END_TO_END = Histogram(
     ["outcome"],
     buckets=SLOW_BUCKETS,
 )
+DUPLICATES = Counter(
+    "oee_router_duplicates_ignored",
+    "Requests for an order id the router had already admitted, ignored; by where they were caught: the"
+    " router's memory, or the durable record of admitted ids (after the memory forgot the order)",
+    ["caught_by"],
+)
+EXPIRATIONS = Counter(
+    "oee_router_expirations",
+    "Orders failed with reason 'expired': the swap's landing deadline passed and the venue never executed it",
+)
+RECOVERIES = Counter(
+    "oee_router_recoveries",
+    "Partitions whose commit failed, by outcome: recovered in-process (new producer, state restored),"
+    " dropped because another router fenced it, or given up (the process stops)",
+    ["outcome"],
+)
 IN_FLIGHT = Gauge("oee_router_in_flight_orders", "Orders this router holds that have no terminal event yet")
 
 # Label children resolved once: `labels()` costs a locked dict lookup, and this runs for every event.

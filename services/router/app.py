@@ -25,8 +25,10 @@ import faust
 from events.topics import Topics
 from services import config
 from services.config import Settings
+from services.router.admission import Admissions, PgAdmissions
 from services.router.batching import Batcher
-from services.router.core import RouterCore, RouterOptions
+from services.router.core import RouterCore
+from services.router.options import RouterOptions
 from services.router.worker import Record
 from services.venue.interface import Venue
 
@@ -104,8 +106,13 @@ def _leave_offsets_to_transactions(app: faust.App) -> None:
 
 
 def make_core(
-    settings: Settings, venues: Mapping[str, Venue], options: RouterOptions | None = None
+    settings: Settings,
+    venues: Mapping[str, Venue],
+    options: RouterOptions | None = None,
+    admissions: Admissions | None = None,
 ) -> RouterCore:
+    """The router as `oee router` runs it: admitted order ids recorded in PostgreSQL (`oee_state`, whose
+    migrations it applies before the first admission)."""
     topics = Topics.with_prefix(settings.topic_prefix)
     return RouterCore(
         settings.bootstrap_servers,
@@ -114,6 +121,17 @@ def make_core(
         group_id(settings),
         venues,
         options,
+        admissions=admissions if admissions is not None else PgAdmissions(settings.database_url),
+    )
+
+
+def options_from(knobs: config.RouterSettings) -> RouterOptions:
+    return RouterOptions(
+        quote_timeout_s=knobs.quote_timeout_s,
+        backoff=knobs.backoff,
+        memory_orders=knobs.memory_orders,
+        landing_deadline_s=knobs.landing_deadline_s,
+        status_grace_s=knobs.status_grace_s,
     )
 
 
@@ -136,9 +154,7 @@ def run(settings: Settings) -> None:
         venues = build_venues(vcfg, settings.tokens)
         log.info("venues run inside the router (seed %s); set VENUE_URL to use a venue server", vcfg.seed)
     knobs = config.load_router()
-    core = make_core(
-        settings, venues, RouterOptions(quote_timeout_s=knobs.quote_timeout_s, backoff=knobs.backoff)
-    )
+    core = make_core(settings, venues, options_from(knobs))
     attach_settlements(core, venues)
     _serve_metrics(settings, core)
     datadir = settings.stack.state_dir / "faust"

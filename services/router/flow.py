@@ -1,39 +1,81 @@
 """The router's per-order work as pure steps: given what it remembers of an order and what just happened
-(a request, quotes or their absence, a settlement), the events to append and what to remember next.
+(a request, quotes or their absence, a settlement, a deadline that passed), the events to append and what
+to remember next.
 
 No I/O and no clock of its own: the caller passes `now`. The router core runs these steps inside Kafka
 transactions; `Tracked` is what it writes to its state topic, so a restarted router resumes every order
 exactly where the committed log left it.
+
+One state machine: `Tracked.status` is the order's lifecycle status (`events.lifecycle`), and every event a
+step builds is checked against the shared `TRANSITIONS` table before it exists, so the router cannot write
+an event its own consumers would reject. What the router waits for next (`phase`) is derived from that
+status, not kept beside it. Payloads are built as the contract's typed structs.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Literal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
 
-from events.envelope import Event
-from events.payloads import OrderRequestedData
-from events.types import OrderRequested, new_event
+import msgspec
+from msgspec.structs import replace
+
+from events.envelope import Status
+from events.errors import IllegalTransition
+from events.lifecycle import TRANSITIONS
+from events.payloads import (
+    OrderBuildingData,
+    OrderConfirmedData,
+    OrderFailedData,
+    OrderRequestedData,
+    OrderRoutingData,
+    OrderSubmittedData,
+    Payload,
+    Quote,
+)
+from events.types import (
+    AnyEvent,
+    OrderBuilding,
+    OrderConfirmed,
+    OrderFailed,
+    OrderRequested,
+    OrderRouting,
+    OrderSubmitted,
+    new_event,
+)
 from services.router.routing import NoRoute, backoff_delays, choose_route, min_acceptable_price
 from services.venue.interface import SwapStatus, VenueQuote
 
 MAX_ATTEMPTS = 3
 Phase = Literal["routing", "submitted", "done"]
 
+PHASE: dict[Status, Phase] = {
+    "pending": "routing",
+    "routing": "routing",
+    "building": "submitted",  # never at rest: building and submitted are one step
+    "submitted": "submitted",
+    "confirmed": "done",
+    "failed": "done",
+}
+"""What the router waits for in each lifecycle status: quotes (`routing`), the venue (`submitted`), nothing."""
 
-@dataclass(frozen=True, slots=True)
-class Tracked:
+EXPIRED = "expired"
+"""How an expired swap's failure reason starts (the stage stays `execution`)."""
+
+
+class Tracked(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the router remembers of one order between steps (and across restarts, via its state topic).
 
-    `phase`: `routing` (waiting for a quote retry at `retry_at`), `submitted` (the swap is with `venue`,
-    waiting for its settlement), `done` (terminal event written; kept so a duplicate request is ignored).
+    `status` is the lifecycle status after the order's last event (`last_seq`); `phase` derives from it:
+    `routing` (waiting for a quote retry at `retry_at`), `submitted` (the swap is with `venue`, waiting for
+    its settlement; the venue refuses it after `valid_until`), `done` (terminal event written).
     """
 
     order_id: str
-    phase: Phase
+    status: Status
     last_seq: int
     last_event_id: str
     request: OrderRequestedData
@@ -41,19 +83,36 @@ class Tracked:
     retry_at: float | None = None  # epoch seconds
     venue: str | None = None
     limit_price: float | None = None
+    valid_until: float | None = None  # epoch seconds; None: submitted before deadlines existed
+
+    @property
+    def phase(self) -> Phase:
+        return PHASE[self.status]
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class Expiry:
+    """The swap of `order_id` cannot land any more: its deadline passed and the venue, asked after it, never
+    executed it (or refused it as late). `why` says which, for the failure reason."""
+
+    order_id: str
+    why: str
+
+
+Outcome = SwapStatus | Expiry
+"""How a submitted swap ended, as the router learns it: the venue's settlement, or its expiry."""
+
+
+class Step(msgspec.Struct, frozen=True, gc=False):
     """The outcome of one step: events to append (in order) and the order's next memory."""
 
-    events: list[Event]
+    events: list[AnyEvent]
     tracked: Tracked
 
     @property
     def submit(self) -> bool:
         """True when this step handed the order to a venue: the caller submits after the commit."""
-        return any(e.type == "OrderSubmitted" for e in self.events)
+        return any(type(e) is OrderSubmitted for e in self.events)
 
 
 def event_id(order_id: str, seq: int) -> str:
@@ -62,7 +121,12 @@ def event_id(order_id: str, seq: int) -> str:
     return str(uuid.uuid5(uuid.UUID(order_id), f"seq-{seq}"))
 
 
-def _next(tracked: Tracked, kind: str, data: dict, now: datetime) -> tuple[Event, Tracked]:
+E = TypeVar("E", OrderRouting, OrderBuilding, OrderSubmitted, OrderConfirmed, OrderFailed)
+
+
+def _next(tracked: Tracked, kind: type[E], data: Payload, now: datetime) -> tuple[E, Tracked]:
+    """The order's next event of `kind`, checked against the shared lifecycle table, and the memory after
+    it. An illegal step raises `IllegalTransition` before anything is written."""
     seq = tracked.last_seq + 1
     event = new_event(
         kind,
@@ -73,19 +137,22 @@ def _next(tracked: Tracked, kind: str, data: dict, now: datetime) -> tuple[Event
         occurred_at=now,
         event_id=event_id(tracked.order_id, seq),
     )
-    return event, replace(tracked, last_seq=seq, last_event_id=event.event_id)
+    status = TRANSITIONS.get((tracked.status, event.type))
+    if status is None:
+        raise IllegalTransition(tracked.status, event)
+    return event, replace(tracked, status=status, last_seq=seq, last_event_id=event.event_id)
 
 
 def accept(request: OrderRequested, now: datetime) -> Step:
     """A new order: the request's copy opens the order's stream (seq 1), then `routing` (seq 2)."""
     tracked = Tracked(
         order_id=request.order_id,
-        phase="routing",
+        status="pending",
         last_seq=request.seq,
         last_event_id=request.event_id,
         request=request.data,
     )
-    routing, tracked = _next(tracked, "OrderRouting", {"attempt": 1}, now)
+    routing, tracked = _next(tracked, OrderRouting, OrderRoutingData(attempt=1), now)
     return Step([request, routing], tracked)
 
 
@@ -95,9 +162,11 @@ def quoted(
     errors: Sequence[str],
     now: datetime,
     backoff: Sequence[float] | None = None,
+    deadline_s: float = 60.0,
 ) -> Step:
-    """Quotes are in (some venues may have failed). With at least one: `building` then `submitted`.
-    With none: wait and retry (3 attempts, exponential backoff), then `failed` with every venue's reason."""
+    """Quotes are in (some venues may have failed). With at least one: `building` then `submitted`, the
+    swap valid until `deadline_s` after now. With none: wait and retry (3 attempts, exponential backoff),
+    then `failed` with every venue's reason."""
     side = tracked.request.side
     try:
         decision = choose_route(quotes, side)
@@ -109,23 +178,27 @@ def quoted(
         reason = f"no venue quoted after {tracked.attempts} attempts: " + ("; ".join(errors) or "no venues")
         return fail(tracked, reason, "routing", now)
     chosen = decision.quote
-    building_data = {
-        "quotes": [_quote(q) for q in decision.quotes],
-        "selected_venue": decision.venue,
-        "reason": decision.reason,
-        "attempts": tracked.attempts,
-    }
-    building, tracked = _next(tracked, "OrderBuilding", building_data, now)
+    building_data = OrderBuildingData(
+        quotes=[_quote(q) for q in decision.quotes],
+        selected_venue=decision.venue,
+        reason=decision.reason,
+        attempts=tracked.attempts,
+    )
+    building, tracked = _next(tracked, OrderBuilding, building_data, now)
     limit = min_acceptable_price(chosen.price, side, tracked.request.slippage_bps)
-    submitted_data = {
-        "venue": decision.venue,
-        "client_order_id": tracked.order_id,
-        "expected_price": chosen.price,
-        "min_acceptable_price": limit,
-        "slippage_bps": tracked.request.slippage_bps,
-    }
-    submitted, tracked = _next(tracked, "OrderSubmitted", submitted_data, now)
-    tracked = replace(tracked, phase="submitted", venue=decision.venue, limit_price=limit, retry_at=None)
+    valid_until = now.timestamp() + deadline_s
+    submitted_data = OrderSubmittedData(
+        venue=decision.venue,
+        client_order_id=tracked.order_id,
+        expected_price=chosen.price,
+        min_acceptable_price=limit,
+        slippage_bps=tracked.request.slippage_bps,
+        valid_until=datetime.fromtimestamp(valid_until, UTC),
+    )
+    submitted, tracked = _next(tracked, OrderSubmitted, submitted_data, now)
+    tracked = replace(
+        tracked, venue=decision.venue, limit_price=limit, retry_at=None, valid_until=valid_until
+    )
     return Step([building, submitted], tracked)
 
 
@@ -135,38 +208,55 @@ def settled(tracked: Tracked, status: SwapStatus, now: datetime) -> Step:
     if tracked.phase != "submitted" or not status.terminal:
         return Step([], tracked)
     if status.state == "confirmed":
-        data = {
-            "venue": status.venue,
-            "tx_hash": status.tx_hash,
-            "executed_price": status.executed_price,
-            "amount_in": tracked.request.amount_in,
-            "amount_out": status.amount_out,
-            "client_order_id": status.client_order_id,
-        }
-        event, tracked = _next(tracked, "OrderConfirmed", data, now)
-        return Step([event], replace(tracked, phase="done"))
+        if status.tx_hash is None or status.executed_price is None or status.amount_out is None:
+            raise ValueError(f"{status.venue} reported {status.client_order_id} confirmed without its fill")
+        data = OrderConfirmedData(
+            venue=status.venue,
+            tx_hash=status.tx_hash,
+            executed_price=status.executed_price,
+            amount_in=tracked.request.amount_in,
+            amount_out=status.amount_out,
+            client_order_id=status.client_order_id,
+        )
+        event, tracked = _next(tracked, OrderConfirmed, data, now)
+        return Step([event], tracked)
     return fail(tracked, status.reason or "the venue reported the swap failed", "execution", now)
 
 
+def concluded(tracked: Tracked, outcome: Outcome, now: datetime) -> Step:
+    """The terminal step for `outcome`; nothing for an order not waiting for one."""
+    if isinstance(outcome, Expiry):
+        return expired(tracked, outcome.why, now)
+    return settled(tracked, outcome, now)
+
+
+def expired(tracked: Tracked, why: str, now: datetime) -> Step:
+    """The swap cannot land any more: its deadline passed and the venue, asked after it, never executed it
+    (or refused it as late). `failed` at stage `execution`, the reason starting with `expired`."""
+    if tracked.phase != "submitted":
+        return Step([], tracked)
+    return fail(tracked, f"{EXPIRED}: {why}", "execution", now)
+
+
 def fail(tracked: Tracked, reason: str, stage: Literal["routing", "execution"], now: datetime) -> Step:
-    data = {
-        "reason": reason[:4096],
-        "stage": stage,
-        "attempts": tracked.attempts,
-        "venue": tracked.venue,
-        "client_order_id": tracked.order_id if stage == "execution" else None,
-    }
-    event, tracked = _next(tracked, "OrderFailed", data, now)
-    return Step([event], replace(tracked, phase="done", retry_at=None))
+    data = OrderFailedData(
+        reason=reason[:4096],
+        stage=stage,
+        attempts=tracked.attempts,
+        venue=tracked.venue,
+        client_order_id=tracked.order_id if stage == "execution" else None,
+    )
+    event, tracked = _next(tracked, OrderFailed, data, now)
+    return Step([event], replace(tracked, retry_at=None))
 
 
-def _quote(q: VenueQuote) -> dict:
-    return {
-        "venue": q.venue,
-        "price": q.price,
-        "fee_bps": q.fee_bps,
-        "amount_in": q.amount_in,
-        "amount_out": q.amount_out,
-        "price_impact_bps": q.price_impact_bps,
-        "quoted_at": q.quoted_at,
-    }
+def _quote(q: VenueQuote) -> Quote:
+    return Quote(
+        venue=q.venue,
+        price=q.price,
+        fee_bps=q.fee_bps,
+        amount_in=q.amount_in,
+        amount_out=q.amount_out,
+        price_impact_bps=q.price_impact_bps,
+        quoted_at=q.quoted_at,
+    )

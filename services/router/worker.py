@@ -17,20 +17,20 @@ record below the restored position: nothing is processed twice, nothing after th
 A swap goes to the venue only **after** the transaction with its `submitted` event committed (the order is
 recorded before the venue is called), so a crash between the two leaves an order the restarted router
 finds in its state as `submitted` and reconciles by client order id.
+
+A worker is used once: when its commit fails it is closed, and the partition gets a new worker (new
+producer, state restored) — see `services.router.partitions`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from events.codec import EventDecodeError, decode, encode, headers_for, key_for
@@ -38,10 +38,10 @@ from events.envelope import Event
 from events.topics import Topics, dead_letter_headers
 from events.types import OrderRequested
 from services.metrics import router as router_metrics
-from services.router import flow
-from services.router.flow import Step, Tracked
+from services.router.flow import Outcome, Step, Tracked
+from services.router.memory import OrderMemory
 from services.router.statestore import POSITION_KEY, encode_position, encode_tracked
-from services.venue.interface import SwapStatus
+from services.router.txn import TxnProducer
 
 log = logging.getLogger("oee.router")
 
@@ -73,17 +73,41 @@ class Outbox:
         return bool(self.events or self.states or self.dead)
 
 
+@dataclass
+class Intake:
+    """A batch of one partition's intake records, sorted: what to start, what to drop, what is garbage."""
+
+    records: Sequence[Record]
+    out: Outbox = field(default_factory=Outbox)
+    new: list[tuple[Record, OrderRequested]] = field(default_factory=list)  # not in memory: admit first
+    duplicates: int = 0  # requests for orders this partition remembers
+
+
+class CommitFailed(Exception):
+    """A partition's transaction did not commit (or may not have): its worker is unusable."""
+
+    def __init__(self, worker: PartitionWorker, cause: BaseException) -> None:
+        super().__init__(f"partition {worker.partition}: commit failed: {cause!r}")
+        self.worker = worker
+        self.cause = cause
+        self.outcomes: Sequence[Outcome] = ()  # outcomes the failed transaction carried: to hand back
+
+
+class WorkerClosed(Exception):
+    """The worker was closed (partition revoked, or replaced after a failed commit) before it could act."""
+
+
 class PartitionWorker:
     """Owns intake partition `partition` (and the same partition of the event log and state topic)."""
 
     def __init__(
         self,
         partition: int,
-        producer: AIOKafkaProducer,
+        producer: TxnProducer,
         topics: Topics,
         state_topic: str,
         group_id: str,
-        done_capacity: int = 200_000,
+        memory: OrderMemory | None = None,
         offsets_every_s: float = 1.0,
     ) -> None:
         self.partition = partition
@@ -91,70 +115,57 @@ class PartitionWorker:
         self.topics = topics
         self.state_topic = state_topic
         self.group_id = group_id
-        self.active: dict[str, Tracked] = {}  # orders not done
-        self.done: OrderedDict[str, None] = OrderedDict()  # recent terminal orders: duplicates are ignored
-        self.done_capacity = done_capacity
-        self.retries: list[tuple[float, str]] = []  # (retry_at, order_id) heap
+        self.memory = memory if memory is not None else OrderMemory(200_000)
         self.lock = asyncio.Lock()
         self.closed = False
-        self.settlements: list[tuple[str, SwapStatus]] = []  # waiting for the next settlement transaction
-        self.settling = False
+        self.outcomes: list[Outcome] = []  # ended swaps waiting for the next transaction (settlements.py)
+        self.settling = False  # a task is draining `outcomes`
         self.next_offset = 0  # first intake offset not processed yet (restored from the state topic)
         self.offsets_pending: int | None = None  # processed up to here; the group does not know it yet
         self.offsets_every_s = offsets_every_s
         self.offsets_sent_at = time.monotonic()
 
-    # -- memory ---------------------------------------------------------------------------------------------
-    def known(self, order_id: str) -> bool:
-        return order_id in self.active or order_id in self.done
+    @property
+    def active(self) -> dict[str, Tracked]:
+        return self.memory.active
 
-    def remember(self, tracked: Tracked) -> None:
-        if tracked.phase == "done":
-            self.active.pop(tracked.order_id, None)
-            self.done[tracked.order_id] = None
-            while len(self.done) > self.done_capacity:
-                self.done.popitem(last=False)
-        else:
-            self.active[tracked.order_id] = tracked
-            if tracked.phase == "routing" and tracked.retry_at is not None:
-                heapq.heappush(self.retries, (tracked.retry_at, tracked.order_id))
+    def holds(self, order_id: str) -> bool:
+        """True while this worker is the live owner of the unfinished order."""
+        return not self.closed and order_id in self.memory.active
 
     # -- intake ---------------------------------------------------------------------------------------------
-    def accept(self, records: Sequence[Record], now: datetime) -> tuple[Outbox, list[Tracked]]:
-        """Decode a batch of intake records: new orders start (copy + routing), duplicates are ignored,
-        undecodable records go to the dead letters. Returns the outbox so far and the orders to quote."""
-        out = Outbox()
-        to_quote: list[Tracked] = []
+    def sort(self, records: Sequence[Record]) -> Intake:
+        """Decode a batch of intake records: records below the position were processed before, duplicates
+        of an order in memory are dropped, undecodable records go to the dead letters; the rest are new
+        requests, to be admitted durably before they start."""
+        intake = Intake(records)
+        seen: set[str] = set()
         for record in records:
             if record.offset < self.next_offset:
                 continue  # processed before (a restart read from the group's older offset): its output exists
             try:
                 event = decode(record.value or b"")
             except EventDecodeError as exc:
-                out.dead.append((record, f"{type(exc).__name__}: {exc.reason}"))
+                intake.out.dead.append((record, f"{type(exc).__name__}: {exc.reason}"))
                 continue
             if not isinstance(event, OrderRequested) or event.seq != 1:
-                out.dead.append((record, f"unexpected on the intake topic: {event.type} seq {event.seq}"))
+                intake.out.dead.append(
+                    (record, f"unexpected on the intake topic: {event.type} seq {event.seq}")
+                )
                 continue
-            if self.known(event.order_id) or any(t.order_id == event.order_id for t in to_quote):
+            if event.order_id in seen or self.memory.known(event.order_id):
                 log.info("duplicate request ignored", extra={"order_id": event.order_id})
+                intake.duplicates += 1
                 continue
-            step = flow.accept(event, now)
-            out.events.extend(step.events)
-            to_quote.append(step.tracked)
-        return out, to_quote
+            seen.add(event.order_id)
+            intake.new.append((record, event))
+        return intake
 
     def due_retries(self, now: float) -> list[Tracked]:
-        due = []
-        while self.retries and self.retries[0][0] <= now:
-            _, order_id = heapq.heappop(self.retries)
-            tracked = self.active.get(order_id)
-            if tracked is not None and tracked.phase == "routing" and tracked.retry_at is not None:
-                due.append(tracked)
-        return due
+        return self.memory.due_retries(now)
 
     def next_retry_at(self) -> float | None:
-        return self.retries[0][0] if self.retries else None
+        return self.memory.next_retry_at()
 
     # -- commits --------------------------------------------------------------------------------------------
     def offsets_due(self, now: float) -> bool:
@@ -165,8 +176,10 @@ class PartitionWorker:
     ) -> None:
         """Append the outbox and (for intake batches) the new intake position in one transaction, then
         remember the orders' new state. The group's offsets ride along when due, or when `flush_offsets`.
-        Any failure aborts the transaction and propagates: the caller stops, and a restarted router carries
-        on from the last commit."""
+        Any failure aborts the transaction and raises `CommitFailed`: this worker is then closed, and its
+        partition carries on from what the state topic says was committed."""
+        if self.closed:
+            raise WorkerClosed(f"partition {self.partition}")
         position = None if consumed_up_to is None else max(consumed_up_to, self.next_offset)
         pending = position if position is not None else self.offsets_pending
         now = time.monotonic()
@@ -175,6 +188,24 @@ class PartitionWorker:
         )
         if not out and position is None and not send_offsets:
             return
+        try:
+            await self._transaction(out, position, pending if send_offsets else None)
+        except BaseException as exc:
+            self.closed = True  # whatever happened, this producer's transactions are over
+            if isinstance(exc, Exception):
+                raise CommitFailed(self, exc) from exc
+            raise
+        router_metrics.observe_commit(out.events, len(out.dead))  # metrics: only what committed
+        if position is not None:
+            self.next_offset = position
+        if send_offsets:
+            self.offsets_pending, self.offsets_sent_at = None, now
+        elif position is not None:
+            self.offsets_pending = position
+        for tracked in out.states:
+            self.memory.remember(tracked)
+
+    async def _transaction(self, out: Outbox, position: int | None, offsets: int | None) -> None:
         producer = self.producer
         await producer.begin_transaction()
         try:
@@ -215,35 +246,23 @@ class PartitionWorker:
                         partition=self.partition,
                     )
                 )
-            if send_offsets:
+            if offsets is not None:
                 tp = TopicPartition(self.topics.requests, self.partition)
-                await producer.send_offsets_to_transaction({tp: pending}, self.group_id)
+                await producer.send_offsets_to_transaction({tp: offsets}, self.group_id)
+            # Every record must be written before the commit: aiokafka would commit a transaction in which
+            # a batch failed (too large, say) without it. A failed send fails the transaction here instead.
+            for result in await asyncio.gather(*sends, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
             await producer.commit_transaction()
         except BaseException:
-            if not producer._txn_manager.is_fatal_error():  # aiokafka has no public check
+            if producer.can_abort():
                 try:
                     await asyncio.shield(producer.abort_transaction())
                 except Exception:  # the original error is the one to report
                     log.exception("abort after a failed transaction failed too")
             raise
-        router_metrics.observe_commit(out.events, len(out.dead))  # metrics: only what committed
-        if position is not None:
-            self.next_offset = position
-        if send_offsets:
-            self.offsets_pending, self.offsets_sent_at = None, now
-        elif position is not None:
-            self.offsets_pending = position
-        for tracked in out.states:
-            self.remember(tracked)
-        for fut in sends:
-            # Every send succeeded if the commit did; surface anything odd rather than assume.
-            if fut.done() and fut.exception() is not None:
-                raise fut.exception()  # type: ignore[misc]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def epoch() -> float:
-    return time.time()

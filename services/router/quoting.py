@@ -1,0 +1,57 @@
+"""Asking every venue for a price, concurrently, each under its own timeout; the pure step that decides
+(`flow.quoted`) gets the quotes that came back and, for the venues that did not quote, why."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from services.router import flow
+from services.router.flow import Tracked
+from services.router.options import RouterOptions
+from services.venue.interface import Venue, VenueError, VenueQuote
+
+
+class Quoter:
+    def __init__(self, venues: Mapping[str, Venue], options: RouterOptions) -> None:
+        self.venues = venues
+        self.options = options
+
+    async def steps(self, orders: Sequence[Tracked]) -> list[flow.Step]:
+        """Quote each order on every venue and turn the answers into its next step (timed when they are in:
+        the swap's deadline runs from its submitted event)."""
+        if not orders:
+            return []
+        answers = await asyncio.gather(*(self.quotes(t) for t in orders))
+        at = datetime.now(UTC)
+        opts = self.options
+        return [
+            flow.quoted(t, quotes, errors, at, opts.backoff, opts.landing_deadline_s)
+            for t, (quotes, errors) in zip(orders, answers, strict=True)
+        ]
+
+    async def quotes(self, tracked: Tracked) -> tuple[list[VenueQuote], list[str]]:
+        req = tracked.request
+        timeout = self.options.quote_timeout_s
+        results = await asyncio.gather(
+            *(
+                asyncio.wait_for(
+                    venue.quote(req.base_token, req.quote_token, req.side, req.amount_in), timeout
+                )
+                for venue in self.venues.values()
+            ),
+            return_exceptions=True,
+        )
+        quotes: list[VenueQuote] = []
+        errors: list[str] = []
+        for name, result in zip(self.venues, results, strict=True):
+            if isinstance(result, VenueQuote):
+                quotes.append(result)
+            elif isinstance(result, TimeoutError):
+                errors.append(f"{name}: no quote within {timeout:g} s")
+            elif isinstance(result, VenueError):
+                errors.append(f"{name}: {result.reason}")
+            elif isinstance(result, BaseException):
+                errors.append(f"{name}: {type(result).__name__}: {result}")
+        return quotes, errors
