@@ -287,7 +287,7 @@ async def test_reconciliation_asks_in_chunks_the_venue_accepts(venue_map: dict[s
         )
         for venue in venue_map.values():
             for o in orders:
-                venue.inner._settle(o.order_id)  # the chain settles them while nobody listens
+                venue.inner.settle_now(o.order_id)  # the chain settles them while nobody listens
         await until(lambda: ended(broker, *orders), 60, "every order's terminal event")
     calls = [n for v in venue_map.values() for n in v.status_calls]
     assert max(calls) <= MAX_STATUS_BATCH and sum(calls) >= len(orders)
