@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from events import codec
 from events.codec import (
     EventDecodeError,
     InvalidEvent,
