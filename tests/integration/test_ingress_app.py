@@ -1,12 +1,12 @@
-"""The HTTP layer with a fake publisher: answers, error shapes, Idempotency-Key outcomes, broker failures.
+"""The HTTP layer with a fake publisher (the broker's failures on demand) and the real database (durable
+Idempotency-Keys): answers, error shapes, Idempotency-Key outcomes, broker failures, readiness.
 
-The real producer and broker are exercised in tests/integration/test_ingress_*.py.
+The real producer and broker are exercised in tests/integration/test_ingress_api.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,22 +14,21 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from events.envelope import Event
 from events.types import OrderRequested
-from services import config
-from services.ingress.app import create_app
+from services.config import Settings
 from services.ingress.intake import order_id_for
 from services.ingress.options import IngressOptions
 from services.ingress.publisher import BrokerUnavailable, Position, Publisher, PublishTimeout
 from services.ingress.validation import parse_order
+from tests.api_harness import api_app, served
+
+pytestmark = pytest.mark.integration
 
 ORDER = {"baseToken": "SOL", "quoteToken": "USDC", "side": "sell", "amountIn": 1.5, "slippageBps": 100}
 URL = "/api/orders/execute"
+JSON = {"Content-Type": "application/json"}
 
 
 class FakePublisher:
@@ -59,17 +58,9 @@ class FakePublisher:
         return self.up
 
 
-def _settings() -> config.Settings:
-    # Port 1 on loopback refuses at once: /ready sees the database down, nothing else needs it.
-    return dataclasses.replace(config.load({}), database_url="postgresql://oee@127.0.0.1:1/oee")
-
-
-@contextlib.asynccontextmanager
-async def served(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
-            yield client
+def _down(infra: Settings) -> Settings:
+    # Port 1 on loopback refuses at once: the database is down for this app.
+    return dataclasses.replace(infra, database_url="postgresql://oee@127.0.0.1:1/oee")
 
 
 @pytest.fixture
@@ -78,10 +69,16 @@ async def fake() -> FakePublisher:
 
 
 @pytest.fixture
-async def client(fake: FakePublisher) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(_settings(), publisher=fake, options=IngressOptions(max_body_bytes=1024))
+async def client(fake: FakePublisher, infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = api_app(infra, publisher=fake, options=IngressOptions(max_body_bytes=1024))
     async with served(app) as c:
         yield c
+
+
+@pytest.fixture
+def key(unique: str) -> str:
+    """An Idempotency-Key no earlier run used: keys are durable, in the shared database."""
+    return f"order-{unique}"
 
 
 async def test_accepted_answer_and_event(client: httpx.AsyncClient, fake: FakePublisher) -> None:
@@ -117,7 +114,7 @@ async def test_unknown_path_and_wrong_method_answer_json(client: httpx.AsyncClie
 
 async def test_too_large_by_content_length_and_by_streamed_size(client: httpx.AsyncClient) -> None:
     big = b'{"pad": "' + b"x" * 2000 + b'"}'
-    r = await client.post(URL, content=big)
+    r = await client.post(URL, content=big, headers=JSON)
     assert r.status_code == 413
     assert r.json()["details"] == [{"field": "body", "message": "must be at most 1024 bytes"}]
 
@@ -125,8 +122,33 @@ async def test_too_large_by_content_length_and_by_streamed_size(client: httpx.As
         for _ in range(5):
             yield b" " * 300
 
-    r = await client.post(URL, content=chunks())
+    r = await client.post(URL, content=chunks(), headers=JSON)
     assert r.status_code == 413 and r.json()["error"] == "request body too large"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+    ],
+)
+async def test_an_order_that_is_not_declared_json_is_415_and_writes_nothing(
+    client: httpx.AsyncClient, fake: FakePublisher, content_type: str | None
+) -> None:
+    """A cross-site form or `text/plain` fetch needs no CORS preflight: only application/json places orders."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    r = await client.post(URL, content=orjson.dumps(ORDER), headers=headers)
+    assert r.status_code == 415, r.text
+    assert r.json()["details"] == [{"field": "Content-Type", "message": "must be application/json"}]
+    ok = await client.post(
+        URL, content=orjson.dumps(ORDER), headers={"Content-Type": "Application/JSON; charset=utf-8"}
+    )
+    assert ok.status_code == 201
+    assert len(fake.events) == 1
 
 
 async def test_validation_errors_list_every_problem(client: httpx.AsyncClient, fake: FakePublisher) -> None:
@@ -141,81 +163,118 @@ async def test_validation_errors_list_every_problem(client: httpx.AsyncClient, f
 
 
 async def test_same_key_replays_conflicts_and_mismatches(
-    client: httpx.AsyncClient, fake: FakePublisher
+    client: httpx.AsyncClient, fake: FakePublisher, key: str
 ) -> None:
-    key = {"Idempotency-Key": "order-7"}
+    headers = {"Idempotency-Key": key}
     fake.gate = asyncio.Event()
-    first = asyncio.create_task(client.post(URL, json=ORDER, headers=key))
+    first = asyncio.create_task(client.post(URL, json=ORDER, headers=headers))
     await asyncio.wait_for(fake.entered.wait(), 5)  # the first is parked at the gate, mid-publish
-    r = await client.post(URL, json=ORDER, headers=key)
+    r = await client.post(URL, json=ORDER, headers=headers)
     assert r.status_code == 409 and r.headers["retry-after"] == "1"
-    assert (await client.post(URL, json={**ORDER, "amountIn": 2}, headers=key)).status_code == 422
+    assert (await client.post(URL, json={**ORDER, "amountIn": 2}, headers=headers)).status_code == 422
     fake.gate.set()
     r1 = await first
-    assert r1.status_code == 201 and r1.json()["orderId"] == order_id_for("order-7")
-    again = await client.post(URL, json={**ORDER, "slippageBps": 100.0, "extra": True}, headers=key)
+    assert r1.status_code == 201 and r1.json()["orderId"] == order_id_for(key)
+    again = await client.post(URL, json={**ORDER, "slippageBps": 100.0, "extra": True}, headers=headers)
     assert again.status_code == 201 and again.json() == r1.json()
     assert again.headers["idempotent-replayed"] == "true"
-    r = await client.post(URL, json={**ORDER, "side": "buy"}, headers=key)
+    r = await client.post(URL, json={**ORDER, "side": "buy"}, headers=headers)
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "Idempotency-Key"
-    assert len(fake.events) == 1 and fake.events[0].data.idempotency_key == "order-7"
+    assert len(fake.events) == 1 and fake.events[0].data.idempotency_key == key
 
 
-@pytest.mark.parametrize("error", [BrokerUnavailable("down"), PublishTimeout("late")])
-async def test_broker_failures_answer_503_and_free_the_key(
-    client: httpx.AsyncClient, fake: FakePublisher, error: Exception
+async def test_a_write_that_certainly_failed_frees_the_key(
+    client: httpx.AsyncClient, fake: FakePublisher, key: str
 ) -> None:
-    fake.fail = error
-    r = await client.post(URL, json=ORDER, headers={"Idempotency-Key": "k-503"})
+    fake.fail = BrokerUnavailable("down")
+    r = await client.post(URL, json=ORDER, headers={"Idempotency-Key": key})
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and "error" in r.json()
     fake.fail = None
-    r = await client.post(URL, json=ORDER, headers={"Idempotency-Key": "k-503"})
-    assert r.status_code == 201 and r.json()["orderId"] == order_id_for("k-503")
+    other = {**ORDER, "amountIn": 3}  # nothing was written: the key is free, for any body
+    r = await client.post(URL, json=other, headers={"Idempotency-Key": key})
+    assert r.status_code == 201 and r.json()["orderId"] == order_id_for(key)
+    assert [e.data.amount_in for e in fake.events] == [3]
 
 
-async def test_health_and_readiness(client: httpx.AsyncClient, fake: FakePublisher) -> None:
-    r = await client.get("/health")
-    assert (r.status_code, r.json()) == (200, {"status": "ok"})
-    fake.up = False
-    r = await client.get("/ready")
-    assert r.status_code == 503
-    body = r.json()
-    assert (body["status"], body["broker"], body["database"]) == ("not ready", "down", "down")
-    assert body["error"] == "broker and database unavailable" and r.headers["retry-after"] == "1"
-
-
-async def test_extra_routes_and_lifespans_are_mounted(fake: FakePublisher) -> None:
-    seen: list[str] = []
-
-    async def hello(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(request.app.state.greeting)
-
-    @contextlib.asynccontextmanager
-    async def greeter(app: Starlette) -> AsyncIterator[None]:
-        seen.append("db" if app.state.db is not None else "no db")
-        app.state.greeting = "hi"
-        yield
-        seen.append("closed")
-
-    routes = [Route("/api/orders/{id}", hello)]
-    app = create_app(_settings(), publisher=fake, extra_routes=routes, extra_lifespans=[greeter])
-    async with served(app) as client:
-        assert (await client.get("/api/orders/x")).text == "hi"
-    assert seen == ["db", "closed"]
-
-
-async def test_the_event_carries_the_request_fingerprint(
-    client: httpx.AsyncClient, fake: FakePublisher
+async def test_an_unknown_outcome_keeps_the_key_bound_to_its_body(
+    client: httpx.AsyncClient, fake: FakePublisher, key: str
 ) -> None:
-    await client.post(URL, json=ORDER, headers={"Idempotency-Key": "hashed"})
+    fake.fail = PublishTimeout("late")
+    r = await client.post(URL, json=ORDER, headers={"Idempotency-Key": key})
+    assert r.status_code == 503 and "outcome unknown" in r.json()["error"]
+    fake.fail = None
+    # The first write may have landed: another body could never be what executes under this order id.
+    other = await client.post(URL, json={**ORDER, "amountIn": 3}, headers={"Idempotency-Key": key})
+    assert other.status_code == 422
+    # The same body retries at once (no lease to wait out) under the same order id.
+    r = await client.post(URL, json=ORDER, headers={"Idempotency-Key": key})
+    assert r.status_code == 201 and r.json()["orderId"] == order_id_for(key)
+
+
+async def test_a_key_that_cannot_be_checked_is_503_and_nothing_is_written(
+    infra: Settings, fake: FakePublisher, key: str
+) -> None:
+    async with served(api_app(_down(infra), publisher=fake)) as client:
+        r = await client.post(URL, json=ORDER, headers={"Idempotency-Key": key})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert fake.events == []
+        unkeyed = await client.post(URL, json=ORDER)
+        assert unkeyed.status_code == 201 and len(fake.events) == 1
+
+
+async def test_health_and_readiness(infra: Settings, fake: FakePublisher) -> None:
+    async with served(api_app(_down(infra), publisher=fake)) as client:
+        r = await client.get("/health")
+        assert (r.status_code, r.json()) == (200, {"status": "ok"})
+        fake.up = False
+        r = await client.get("/ready")
+        assert r.status_code == 503
+        body = r.json()
+        assert (body["status"], body["broker"], body["database"]) == ("not ready", "down", "down")
+        assert body["error"] == "broker and database unavailable" and r.headers["retry-after"] == "1"
+
+
+async def test_ready_asks_the_broker_and_the_database_at_most_once_a_second(
+    infra: Settings, fake: FakePublisher
+) -> None:
+    probes = 0
+    probe = fake.probe
+
+    async def counted(timeout_s: float) -> bool:
+        nonlocal probes
+        probes += 1
+        return await probe(timeout_s)
+
+    fake.probe = counted  # type: ignore[method-assign]
+    app = api_app(infra, publisher=fake)
+    async with served(app) as client:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answers = await asyncio.gather(*(client.get("/ready") for _ in range(200)))
+        assert probes == 1, "200 concurrent calls share one probe"
+        while loop.time() - started < 2.5:  # keep calling for 2.5 s: at most one probe per second
+            answers.append(await client.get("/ready"))
+        elapsed = loop.time() - started
+    assert all(a.status_code == 200 for a in answers)
+    assert len(answers) > 250 and probes <= elapsed + 1, (probes, elapsed)
+
+
+async def test_the_event_carries_the_request_fingerprint_and_the_account(
+    client: httpx.AsyncClient, fake: FakePublisher, key: str
+) -> None:
+    await client.post(URL, json=ORDER, headers={"Idempotency-Key": key})
     await client.post(URL, json=ORDER)
     expected = parse_order(orjson.dumps(ORDER), ("SOL", "USDC")).fingerprint()
     assert [e.data.request_hash for e in fake.events] == [expected, expected]
+    assert [e.data.account_id for e in fake.events] == ["local", "local"]  # AUTH=off: the implicit account
 
 
-def test_key_derived_order_ids_are_stable_uuids() -> None:
+def test_key_derived_order_ids_are_stable_uuids_per_account() -> None:
     # Pinned: a change here would give every Idempotency-Key already used a different order.
     assert order_id_for("abc") == "11ff44dd-c2f4-5d7b-89f7-ea751ee4fc5b"
+    assert order_id_for("abc", "local") == order_id_for("abc")  # keys from before accounts keep their ids
+    assert order_id_for("abc", "alice") == "5fccd214-3663-55b5-85e2-f03ac5540929"
+    assert len({order_id_for("abc", a) for a in ("local", "alice", "bob")}) == 3
     assert order_id_for("abc") != order_id_for("abd")
     assert order_id_for(None) != order_id_for(None)
 
