@@ -30,6 +30,7 @@ ACCOUNTS_ENV_VARS: dict[str, tuple[str, str]] = {
     "ACCOUNT_ORDER_RATE": ("100", "orders per second one account may place per API process; 0: no limit"),
     "ACCOUNT_ORDER_BURST": ("200", "orders one account may place at once (the token bucket's size)"),
     "ACCOUNT_MAX_OPEN_ORDERS": ("2000", "orders of one account not yet confirmed or failed; 0: no limit"),
+    "OEE_API_KEY": ("", "the key `oee lag` sends to the API (an operator's, under AUTH=keys)"),
 }
 
 AuthMode = Literal["keys", "off"]
