@@ -3,10 +3,15 @@ and shared resources as `oee api`, with its lifespan running and an httpx client
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
+import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
+import uvicorn
 from starlette.applications import Starlette
 
 from services import ingress
@@ -46,3 +51,51 @@ async def served(app: Starlette, headers: dict[str, str] | None = None) -> Async
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client:
             yield client
+
+
+@dataclasses.dataclass
+class RunningApp:
+    """An app under a real uvicorn (WebSockets need one) on a free loopback port."""
+
+    app: Starlette
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Starlette) -> AsyncIterator[RunningApp]:
+    """Serve `app` as `oee api` does (sans-I/O websockets, lifespan on) until the block ends."""
+    sock = socket.socket()  # bound here so the port is known without a race; uvicorn's server closes it
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = time.monotonic() + 30
+    while not server.started and not task.done():
+        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+    try:
+        yield RunningApp(app, server, task, port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

@@ -22,13 +22,13 @@ from projections.fold import LogRecord, decode_records, fold
 from projections.store import ProjectionStore
 from services import query
 from services.config import Settings
+from tests.api_harness import api_app
 from tests.projection_fixtures import (
     log_end,
     produce,
     running_projector,
     settings_for,
 )
-from tests.api_harness import api_app
 from tests.samples import lifecycle_events
 
 pytestmark = pytest.mark.integration
