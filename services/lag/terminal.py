@@ -13,8 +13,8 @@ Without `--direct`, an API that does not answer makes it sample directly, saying
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TextIO
