@@ -147,7 +147,9 @@ class OrderLimits:
         if now - entry.asked_at >= self.refresh_s:
             if entry.asking is None:
                 entry.asking = asyncio.create_task(self._ask(account, entry))
-            if entry.asked_at == -math.inf:  # never counted: wait for the first answer
+            # Wait for the fresh count only when it matters: never counted, or at the limit by the old one
+            # (refuse on what is true now, not on what was true a second ago); else it lands in the background.
+            if entry.asked_at == -math.inf or entry.counted + entry.since >= self.max_open:
                 await asyncio.shield(entry.asking)
         return entry.counted + entry.since
 
