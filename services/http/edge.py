@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass, field
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +30,7 @@ from services.accounts.options import AccountsOptions
 from services.http.parts import Access, Policy
 from services.http.problems import Problem
 from services.http.responses import error_response
+from services.metrics.edge import REFUSED
 
 log = logging.getLogger("oee.edge")
 
@@ -37,6 +38,16 @@ WS_PROTOCOL = "oee.v1"
 """The subprotocol a browser offers beside `bearer.<key>`; the handshake is accepted with it."""
 BEARER_PROTOCOL = "bearer."
 _CHALLENGE = 'Bearer realm="oee"'
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the edge answers instead of the route: the metric's reason, the status, the error, headers."""
+
+    reason: str
+    status: int
+    error: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Edge:
@@ -56,7 +67,8 @@ class Edge:
         headers = Headers(scope=scope)
         if kind == "websocket" and not origin_allowed(headers, self.options.ws_origins):
             origin = headers.get("origin", "")[:100]
-            await _deny(scope, receive, send, 403, f"origin {origin} may not open WebSockets here")
+            refused = Refusal("origin", 403, f"origin {origin} may not open WebSockets here")
+            await _deny(scope, receive, send, refused)
             return
         access = self.policy.access(scope["path"])
         key, offered = _credentials(headers, kind)
@@ -64,13 +76,14 @@ class Edge:
         if self.options.auth == "off":
             account = LOCAL
         elif access is not Access.PUBLIC:
-            refusal = await self._authenticate(scope, key)
-            if not isinstance(refusal, Account):
-                await _deny(scope, receive, send, *refusal)
+            found = await self._authenticate(scope, key)
+            if isinstance(found, Refusal):
+                await _deny(scope, receive, send, found)
                 return
-            account = refusal
+            account = found
             if access is Access.OPERATOR and not account.operator:
-                await _deny(scope, receive, send, 403, f"{scope['path']} needs an operator key")
+                operators = Refusal("operator_only", 403, f"{scope['path']} needs an operator key")
+                await _deny(scope, receive, send, operators)
                 return
         scope.setdefault("state", {})["account"] = account
         if kind == "websocket" and offered:
@@ -83,23 +96,23 @@ class Edge:
                 send = limited
         await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope, key: str | None) -> Account | tuple[Any, ...]:
+    async def _authenticate(self, scope: Scope, key: str | None) -> Account | Refusal:
         if key is None:
-            return 401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": _CHALLENGE}
+            missing = "missing API key: send Authorization: Bearer <key>"
+            return Refusal("unauthenticated", 401, missing, {"WWW-Authenticate": _CHALLENGE})
         directory: Directory = scope["app"].state.accounts
         try:
             return await directory.authenticate(key)
         except Unauthenticated as exc:
             challenge = f'{_CHALLENGE}, error="invalid_token"'
-            return 401, f"invalid API key ({exc})", {"WWW-Authenticate": challenge}
-        except Forbidden as exc:
-            return 403, str(exc), {}
-        except Unavailable:
-            return (
-                503,
-                "the API key cannot be checked now (database unavailable): retry later",
-                {"Retry-After": "1"},
+            return Refusal(
+                "unauthenticated", 401, f"invalid API key ({exc})", {"WWW-Authenticate": challenge}
             )
+        except Forbidden as exc:
+            return Refusal("forbidden", 403, str(exc))
+        except Unavailable:
+            error = "the API key cannot be checked now (database unavailable): retry later"
+            return Refusal("auth_unavailable", 503, error, {"Retry-After": "1"})
 
     async def _limit(self, scope: Scope, receive: Receive, send: Send, account: Account) -> Send | None:
         """Admit one order of `account`, or answer 429 (None). The returned `send` adds the quota headers
@@ -109,6 +122,7 @@ class Edge:
             return send
         refused = await limits.admit(account.name)
         if refused is not None:
+            REFUSED.labels("order_rate" if refused.field == "orderRate" else "open_orders").inc()
             response = error_response(
                 429, refused.error, [Problem(refused.field, refused.message)], refused.headers
             )
@@ -169,16 +183,13 @@ def _accept_with(send: Send, subprotocol: str) -> Send:
     return accept
 
 
-async def _deny(
-    scope: Scope, receive: Receive, send: Send, status: int, error: str, headers: dict[str, str] | None = None
-) -> None:
-    """Answer an HTTP request, or refuse a WebSocket handshake, with our JSON error."""
-    log.debug("refused %s %s: %d %s", scope["type"], scope["path"], status, error)
-    response = error_response(status, error, headers=headers)
-    if scope["type"] == "websocket":
-        if "websocket.http.response" not in scope.get("extensions", {}):
-            await send(
-                {"type": "websocket.close", "code": 1008, "reason": error[:120]}
-            )  # HTTP 403 on the wire
-            return
+async def _deny(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+    """Answer an HTTP request, or refuse a WebSocket handshake, with our JSON error (counted by reason)."""
+    REFUSED.labels(refusal.reason).inc()
+    log.debug("refused %s %s: %d %s", scope["type"], scope["path"], refusal.status, refusal.error)
+    response = error_response(refusal.status, refusal.error, headers=refusal.headers)
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+        # A server without the denial-response extension: a close before accept is an HTTP 403.
+        await send({"type": "websocket.close", "code": 1008, "reason": refusal.error[:120]})
+        return
     await response(scope, receive, send)

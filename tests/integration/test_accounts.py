@@ -224,6 +224,9 @@ async def test_no_request_without_a_valid_key_reads_or_writes_anything(system: S
             operator = await client.get(path, headers={"Authorization": f"Bearer {keys.ops}"})
             assert operator.status_code in (200, 503), (path, operator.status_code)
             assert operator.status_code != 403
+        scraped = (await client.get("/metrics", headers={"Authorization": f"Bearer {keys.ops}"})).text
+        for reason in ("unauthenticated", "forbidden", "operator_only"):
+            assert f'oee_api_refused_total{{reason="{reason}"}}' in scraped, reason
     assert public > 0
     assert await read_topic(system.settings, system.topics.requests) == [], "a refused request wrote an order"
 
