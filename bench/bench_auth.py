@@ -1,0 +1,136 @@
+"""What authentication costs the ingress: `oee api` under AUTH=keys against AUTH=off, in the same run.
+
+    uv run python -m bench.bench_auth [--orders 4000] [--rounds 3] [--concurrency 64] [--keyed]
+
+Two `oee api` processes on topics of their own (no router: the orders stay in the intake topic), one per
+mode, the same account limits (off in both: this measures authentication, not the limits). Rounds alternate
+off, keys, off, keys... so a noisy neighbour hits both alike; each round is `--orders` POSTs from the
+aiohttp load generator (closed loop, `--concurrency` in flight) in its own process. `--keyed` sends an
+Idempotency-Key with every order (the durable key store then costs both modes the same two statements).
+Prints orders/s and latency per round, and keys/off per pair of rounds; writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.common import (
+    REPO,
+    create_topics,
+    latency_summary,
+    loadavg,
+    machine,
+    print_table,
+    settings_for,
+    write_result,
+)
+from projections.migrations import migrate, migrate_state
+from services.accounts import store
+from tests.e2e.harness import free_port, service, wait_http
+
+
+def _rows(path: Path) -> list[list[Any]]:
+    rows: list[list[Any]] = json.loads(path.read_text())["rows"]
+    return rows
+
+
+async def load(
+    url: str, orders: int, concurrency: int, out: Path, headers: list[str], keys: str | None = None
+) -> dict[str, Any]:
+    flags = [f"--header={h}" for h in headers] + ([f"--keys={keys}"] if keys else [])
+    argv = [sys.executable, "-m", "bench.loadgen", f"{url}/api/orders/execute", "--out", str(out)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, "--orders", str(orders), "--concurrency", str(concurrency), *flags, cwd=REPO
+    )
+    if await proc.wait() != 0:
+        raise RuntimeError("bench.loadgen failed")
+    rows = _rows(out)
+    ok = [r for r in rows if r[3] == 201]
+    if len(ok) != len(rows):
+        statuses = sorted({r[3] for r in rows})
+        raise RuntimeError(f"{len(rows) - len(ok)} of {len(rows)} answers were not 201: {statuses}")
+    seconds = max(r[2] for r in rows) - min(r[1] for r in rows)
+    return {"orders_per_s": round(len(rows) / seconds, 1), **latency_summary([r[2] - r[1] for r in rows])}
+
+
+async def run(orders: int, rounds: int, concurrency: int, keyed: bool) -> None:
+    settings = settings_for(f"bauth{uuid.uuid4().hex[:8]}.")
+    create_topics(settings, 12)
+    await migrate(settings.database_url)
+    await migrate_state(settings.database_url)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        key = await store.create_account(conn, f"bench-{uuid.uuid4().hex[:8]}")
+    finally:
+        await conn.close()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-auth-"))
+    common = {"LAG_INTERVAL_MS": "0", "ACCOUNT_ORDER_RATE": "0", "ACCOUNT_MAX_OPEN_ORDERS": "0"}
+    modes = {"off": [], "keys": [f"Authorization: Bearer {key.key}"]}
+    procs, urls = {}, {}
+    for mode in modes:
+        port = free_port()
+        urls[mode] = f"http://127.0.0.1:{port}"
+        procs[mode] = service("api", settings, tmp, {**common, "AUTH": mode, "PORT": str(port)}).start()
+    try:
+        for mode in modes:
+            await wait_http(f"{urls[mode]}/health", procs[mode])
+            await load(urls[mode], 500, concurrency, tmp / "warm.json", modes[mode])  # connect, JIT caches
+        results: dict[str, list[dict[str, Any]]] = {"off": [], "keys": []}
+        for n in range(rounds):
+            for mode in modes:
+                tag = f"{settings.topic_prefix}{mode}-{n}" if keyed else None
+                result = await load(
+                    urls[mode], orders, concurrency, tmp / f"{mode}-{n}.json", modes[mode], tag
+                )
+                result["loadavg"] = loadavg()[0]
+                results[mode].append(result)
+                print(f"round {n + 1} {mode:<4}: {result['orders_per_s']:>7,.0f} orders/s, "
+                      f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms (load {result['loadavg']})")  # fmt: skip
+    finally:
+        for proc in procs.values():
+            proc.stop()
+    ratios = [
+        k["orders_per_s"] / o["orders_per_s"] for o, k in zip(results["off"], results["keys"], strict=True)
+    ]
+    rows = [
+        [str(i + 1), f"{o['orders_per_s']:,.0f}", f"{k['orders_per_s']:,.0f}", f"{r:.3f}",
+         f"{o['p50_ms']} / {o['p99_ms']}", f"{k['p50_ms']} / {k['p99_ms']}"]
+        for i, (o, k, r) in enumerate(zip(results["off"], results["keys"], ratios, strict=True))
+    ]  # fmt: skip
+    print()
+    print_table(
+        rows, ["round", "off orders/s", "keys orders/s", "keys/off", "off p50/p99 ms", "keys p50/p99 ms"]
+    )
+    print(
+        f"\nkeys/off throughput: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})"
+    )
+    path = write_result(
+        "auth",
+        {"machine": machine(), "orders": orders, "rounds": rounds, "concurrency": concurrency, "keyed": keyed,
+         "results": results, "ratios": ratios},
+    )  # fmt: skip
+    print(f"written: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--orders", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--keyed", action="store_true", help="an Idempotency-Key on every order")
+    args = parser.parse_args()
+    asyncio.run(run(args.orders, args.rounds, args.concurrency, args.keyed))
+
+
+if __name__ == "__main__":
+    main()
