@@ -63,7 +63,7 @@ def create_app() -> Starlette:
 
 
 def server(port: int, host: str = "127.0.0.1") -> uvicorn.Server:
-    """The uvicorn settings of `services.ingress.server.server`, around the bare app."""
+    """The uvicorn settings of `services.api.server.server`, around the bare app."""
     config = uvicorn.Config(
         create_app(),
         host=host,
