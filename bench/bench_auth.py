@@ -7,7 +7,9 @@ mode, the same account limits (off in both: this measures authentication, not th
 off, keys, off, keys... so a noisy neighbour hits both alike; each round is `--orders` POSTs from the
 aiohttp load generator (closed loop, `--concurrency` in flight) in its own process. `--keyed` sends an
 Idempotency-Key with every order (the durable key store then costs both modes the same two statements).
-Prints orders/s and latency per round, and keys/off per pair of rounds; writes JSON to bench/results/.
+Prints orders/s, latency and the API process's CPU per order for each round, and keys/off per pair of rounds
+(CPU per order is the steadier figure on a shared machine: it does not depend on who else had the cores);
+writes JSON to bench/results/.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ async def run(orders: int, rounds: int, concurrency: int, keyed: bool) -> None:
     path = write_result(
         "auth",
         {"machine": machine(), "orders": orders, "rounds": rounds, "concurrency": concurrency, "keyed": keyed,
-         "results": results, "ratios": ratios},
+         "results": results, "ratios": ratios, "cpu_ratios": cpu_ratios, "loadavg_end": loadavg()},
     )  # fmt: skip
     print(f"written: {path}")
 
