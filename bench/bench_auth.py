@@ -77,50 +77,55 @@ async def run(orders: int, rounds: int, concurrency: int, keyed: bool) -> None:
         await conn.close()
     tmp = Path(tempfile.mkdtemp(prefix="bench-auth-"))
     common = {"LAG_INTERVAL_MS": "0", "ACCOUNT_ORDER_RATE": "0", "ACCOUNT_MAX_OPEN_ORDERS": "0"}
-    modes = {"off": [], "keys": [f"Authorization: Bearer {key.key}"]}
+    modes: dict[str, list[str]] = {"off": [], "keys": [f"Authorization: Bearer {key.key}"]}
     procs, urls = {}, {}
     for mode in modes:
         port = free_port()
         urls[mode] = f"http://127.0.0.1:{port}"
         procs[mode] = service("api", settings, tmp, {**common, "AUTH": mode, "PORT": str(port)}).start()
+    results: dict[str, list[dict[str, Any]]] = {"off": [], "keys": []}
     try:
         for mode in modes:
             await wait_http(f"{urls[mode]}/health", procs[mode])
-            await load(urls[mode], 500, concurrency, tmp / "warm.json", modes[mode])  # connect, JIT caches
-        results: dict[str, list[dict[str, Any]]] = {"off": [], "keys": []}
+            await load(urls[mode], 500, concurrency, tmp / "warm.json", modes[mode])  # connections, caches
         for n in range(rounds):
             for mode in modes:
                 tag = f"{settings.topic_prefix}{mode}-{n}" if keyed else None
-                result = await load(
-                    urls[mode], orders, concurrency, tmp / f"{mode}-{n}.json", modes[mode], tag
-                )
+                meter = CpuMeter({"api": procs[mode].pid}).start()
+                out = tmp / f"{mode}-{n}.json"
+                result = await load(urls[mode], orders, concurrency, out, modes[mode], tag)
+                result["api_cpu_ms_per_order"] = round(meter.stop()["cpu_s"]["api"] * 1000 / orders, 3)
                 result["loadavg"] = loadavg()[0]
                 results[mode].append(result)
                 print(f"round {n + 1} {mode:<4}: {result['orders_per_s']:>7,.0f} orders/s, "
-                      f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms (load {result['loadavg']})")  # fmt: skip
+                      f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                      f"api {result['api_cpu_ms_per_order']} ms CPU/order (load {result['loadavg']})")  # fmt: skip
     finally:
         for proc in procs.values():
             proc.stop()
-    ratios = [
-        k["orders_per_s"] / o["orders_per_s"] for o, k in zip(results["off"], results["keys"], strict=True)
-    ]
+    report(results, {"orders": orders, "rounds": rounds, "concurrency": concurrency, "keyed": keyed})
+
+
+def report(results: dict[str, list[dict[str, Any]]], params: dict[str, Any]) -> None:
+    pairs = list(zip(results["off"], results["keys"], strict=True))
+    ratios = [k["orders_per_s"] / o["orders_per_s"] for o, k in pairs]
+    cpu = [k["api_cpu_ms_per_order"] / o["api_cpu_ms_per_order"] for o, k in pairs]
     rows = [
         [str(i + 1), f"{o['orders_per_s']:,.0f}", f"{k['orders_per_s']:,.0f}", f"{r:.3f}",
-         f"{o['p50_ms']} / {o['p99_ms']}", f"{k['p50_ms']} / {k['p99_ms']}"]
-        for i, (o, k, r) in enumerate(zip(results["off"], results["keys"], ratios, strict=True))
+         f"{o['p50_ms']} / {o['p99_ms']}", f"{k['p50_ms']} / {k['p99_ms']}",
+         f"{o['api_cpu_ms_per_order']} / {k['api_cpu_ms_per_order']}", f"{c:.3f}"]
+        for i, ((o, k), r, c) in enumerate(zip(pairs, ratios, cpu, strict=True))
     ]  # fmt: skip
+    header = ["round", "off orders/s", "keys orders/s", "keys/off", "off p50/p99 ms", "keys p50/p99 ms",
+              "API CPU ms/order off / keys", "keys/off CPU"]  # fmt: skip
     print()
-    print_table(
-        rows, ["round", "off orders/s", "keys orders/s", "keys/off", "off p50/p99 ms", "keys p50/p99 ms"]
-    )
-    print(
-        f"\nkeys/off throughput: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})"
-    )
+    print_table(rows, header)
+    for what, values in (("throughput", ratios), ("API CPU per order", cpu)):
+        print(f"keys/off {what}: median {statistics.median(values):.3f} "
+              f"(min {min(values):.3f}, max {max(values):.3f})")  # fmt: skip
     path = write_result(
-        "auth",
-        {"machine": machine(), "orders": orders, "rounds": rounds, "concurrency": concurrency, "keyed": keyed,
-         "results": results, "ratios": ratios, "cpu_ratios": cpu_ratios, "loadavg_end": loadavg()},
-    )  # fmt: skip
+        "auth", {"machine": machine(), **params, "results": results, "ratios": ratios, "cpu_ratios": cpu}
+    )
     print(f"written: {path}")
 
 
