@@ -28,6 +28,7 @@ import asyncpg
 
 from bench.common import (
     REPO,
+    CpuMeter,
     create_topics,
     latency_summary,
     loadavg,
