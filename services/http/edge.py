@@ -27,6 +27,7 @@ from services.accounts.directory import Directory, Forbidden, Unauthenticated, U
 from services.accounts.limits import OrderLimits
 from services.accounts.model import LOCAL, Account
 from services.accounts.options import AccountsOptions
+from services.http import denials
 from services.http.parts import Access, Policy
 from services.http.problems import Problem
 from services.http.responses import error_response
@@ -58,6 +59,7 @@ class Edge:
         self.app = app
         self.policy = policy
         self.options = options
+        denials.install()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -192,4 +194,6 @@ async def _deny(scope: Scope, receive: Receive, send: Send, refusal: Refusal) ->
         # A server without the denial-response extension: a close before accept is an HTTP 403.
         await send({"type": "websocket.close", "code": 1008, "reason": refusal.error[:120]})
         return
+    if scope["type"] == "websocket":
+        denials.denied()
     await response(scope, receive, send)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -165,7 +166,10 @@ async def _handshake_status(url: str, **kwargs: Any) -> int:
         return exc.response.status_code
 
 
-async def test_no_request_without_a_valid_key_reads_or_writes_anything(system: System, keys: Keys) -> None:
+async def test_no_request_without_a_valid_key_reads_or_writes_anything(
+    system: System, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     app = system.running.app
     policy = Policy.of(
         [
@@ -229,6 +233,14 @@ async def test_no_request_without_a_valid_key_reads_or_writes_anything(system: S
             assert f'oee_api_refused_total{{reason="{reason}"}}' in scraped, reason
     assert public > 0
     assert await read_topic(system.settings, system.topics.requests) == [], "a refused request wrote an order"
+    # What the server side logged (the test's own clients log their request headers at debug: not ours).
+    server = [r for r in caplog.records if not r.name.startswith(("websockets.client", "httpx", "httpcore"))]
+    logged = "\n".join(r.getMessage() for r in server)
+    assert "refused http" in logged and "refused websocket" in logged, "the edge logs refusals (at debug)"
+    assert "without completing handshake" not in logged, "a refused handshake logged as a server error"
+    assert not [r for r in server if r.levelno >= logging.ERROR], [r.getMessage() for r in server]
+    for key in (keys.alice, keys.revoked, keys.disabled, keys.ops):
+        assert key.split("_", 2)[2] not in logged, "a key's secret reached the logs"
 
 
 async def test_each_account_sees_only_its_own_orders(system: System, keys: Keys) -> None:
