@@ -27,9 +27,11 @@ ACCOUNTS_ENV_VARS: dict[str, tuple[str, str]] = {
         "",
         "browser origins that may open WebSockets besides the API's own (comma-separated; * for any)",
     ),
-    "ACCOUNT_ORDER_RATE": ("100", "orders per second one account may place per API process; 0: no limit"),
-    "ACCOUNT_ORDER_BURST": ("200", "orders one account may place at once (the token bucket's size)"),
-    "ACCOUNT_MAX_OPEN_ORDERS": ("2000", "orders of one account not yet confirmed or failed; 0: no limit"),
+    # Defaults well above what one healthy client needs (the whole pipeline finishes ~300 orders/s here): the
+    # limits stop a runaway or hostile client from filling the log and the router, they do not shape traffic.
+    "ACCOUNT_ORDER_RATE": ("500", "orders per second one account may place per API process; 0: no limit"),
+    "ACCOUNT_ORDER_BURST": ("1000", "orders one account may place at once (the token bucket's size)"),
+    "ACCOUNT_MAX_OPEN_ORDERS": ("10000", "orders of one account not yet confirmed or failed; 0: no limit"),
     "OEE_API_KEY": ("", "the key `oee lag` sends to the API (an operator's, under AUTH=keys)"),
 }
 
@@ -44,9 +46,9 @@ class AccountsOptions:
     cache_ttl_s: float = 3.0
     cache_max_keys: int = 10_000
     ws_origins: tuple[str, ...] = ()
-    order_rate: float = 100.0
-    order_burst: int = 200
-    max_open_orders: int = 2000
+    order_rate: float = 500.0
+    order_burst: int = 1000
+    max_open_orders: int = 10_000
 
     def check_exposure(self, variable: str, host: str) -> None:
         """Raise `ConfigError` (one line) when `AUTH=off` would serve an address other than loopback: like
