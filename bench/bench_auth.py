@@ -1,6 +1,7 @@
 """What authentication costs the ingress: `oee api` under AUTH=keys against AUTH=off, in the same run.
 
     uv run python -m bench.bench_auth [--orders 4000] [--rounds 3] [--concurrency 64] [--keyed]
+    uv run python -m bench.bench_auth --micro [--requests 20000]   the edge alone, in process
 
 Two `oee api` processes on topics of their own (no router: the orders stay in the intake topic), one per
 mode, the same account limits (off in both: this measures authentication, not the limits). Rounds alternate
@@ -20,6 +21,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -130,14 +132,72 @@ def report(results: dict[str, list[dict[str, Any]]], params: dict[str, Any]) -> 
     print(f"written: {path}")
 
 
+async def micro(requests: int) -> None:
+    """The edge alone, in this process: an ASGI call through `Edge` to an app that does nothing, AUTH=off
+    against AUTH=keys with a cached key (the per-request cost authentication adds, without any network)."""
+    from starlette.types import Message
+
+    from services.accounts.directory import Directory
+    from services.accounts.options import AccountsOptions
+    from services.http.edge import Edge
+    from services.http.parts import Policy
+
+    settings = settings_for("micro.")
+    await migrate_state(settings.database_url)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        key = await store.create_account(conn, f"bench-{uuid.uuid4().hex[:8]}")
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    directory = Directory(pool, settings.database_url, listen=False, ttl_s=5.0)
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    class State:
+        accounts = directory
+        order_limits = None
+
+    class App:
+        state = State()
+
+    headers = [(b"host", b"api"), (b"authorization", f"Bearer {key.key}".encode())]
+    scope = {"type": "http", "method": "GET", "path": "/api/orders", "headers": headers, "app": App()}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        pass
+
+    timings: dict[str, float] = {}
+    for mode in ("off", "keys", "off", "keys"):
+        edge = Edge(inner, Policy.of([]), AccountsOptions(auth=mode))  # type: ignore[arg-type]
+        await edge(dict(scope), receive, send)  # warm: the key is looked up once, then cached
+        start = time.perf_counter()
+        for _ in range(requests):
+            await edge(dict(scope), receive, send)
+        timings[mode] = min(timings.get(mode, 1e9), (time.perf_counter() - start) / requests * 1e6)
+    await pool.close()
+    print(f"edge per request, in process, best of 2 x {requests:,}: AUTH=off {timings['off']:.1f} µs, "
+          f"AUTH=keys (cached key) {timings['keys']:.1f} µs: authentication adds "
+          f"{timings['keys'] - timings['off']:.1f} µs")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--orders", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--keyed", action="store_true", help="an Idempotency-Key on every order")
+    parser.add_argument("--micro", action="store_true", help="the edge alone, in process")
+    parser.add_argument("--requests", type=int, default=20_000, help="--micro: requests per mode")
     args = parser.parse_args()
-    asyncio.run(run(args.orders, args.rounds, args.concurrency, args.keyed))
+    if args.micro:
+        asyncio.run(micro(args.requests))
+    else:
+        asyncio.run(run(args.orders, args.rounds, args.concurrency, args.keyed))
 
 
 if __name__ == "__main__":
