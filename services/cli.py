@@ -263,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:
+        # Everything after `test` is pytest's, options first included (`oee test -q -x`): argparse's
+        # REMAINDER refuses a first argument that starts with '-'.
+        return cmd_test(argparse.Namespace(pytest_args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
