@@ -2,7 +2,7 @@
 broker behind it.
 
 It reuses the ingress's own pieces (`read_body`, `parse_request`, `order_id_for`, `json_response`) and runs
-under uvicorn with the settings of `services/ingress/server.py` (uvloop, httptools, no access log, no server
+under uvicorn with the settings of `services/api/server.py` (uvloop, httptools, no access log, no server
 header), so the ratio ingress / bare isolates what publishing to Kafka costs.
 
     python -m bench.bare_app --port 3999
@@ -19,9 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.config import load
+from services.http.responses import error_response, json_response
 from services.ingress.intake import order_id_for
 from services.ingress.options import IngressOptions
-from services.ingress.responses import error_response, json_response
 from services.ingress.routes import BodyTooLarge, read_body
 from services.ingress.validation import KEY_FIELD, InvalidRequest, Problem, parse_request
 
@@ -63,7 +63,7 @@ def create_app() -> Starlette:
 
 
 def server(port: int, host: str = "127.0.0.1") -> uvicorn.Server:
-    """The uvicorn settings of `services.ingress.server.server`, around the bare app."""
+    """The uvicorn settings of `services.api.server.server`, around the bare app."""
     config = uvicorn.Config(
         create_app(),
         host=host,

@@ -364,7 +364,7 @@ async def bench_wait(orders: int) -> None:
     import httpx
 
     from services import query
-    from services.ingress.app import create_app
+    from tests.api_harness import api_app
     from tests.e2e.harness import order_request, service, wait_log
 
     settings, topics, schema, conn, tmp = await _pipeline_setup("wait")
@@ -374,8 +374,8 @@ async def bench_wait(orders: int) -> None:
     try:
         await wait_log(projector, "partition assigned", timeout=120)
         for listen in (True, False):
-            lifespan = query.lifespan(settings, schema=schema, listen=listen)
-            app = create_app(settings, extra_routes=query.routes(), extra_lifespans=[lifespan])
+            reads = query.part(settings, schema=schema, listen=listen)
+            app = api_app(settings, ingress_part=False, more=[reads], schema=schema)
             latencies: list[float] = []
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)

@@ -222,7 +222,9 @@ async def start_system(
     if api:
         port = free_port()
         system.urls["api"] = f"http://127.0.0.1:{port}"
-        system.procs["api"] = pinned(service("api", settings, tmp, {"PORT": str(port)}), server_cpus).start()
+        # One account drives the whole load here: its order limits would cap what is being measured.
+        api_env = {"PORT": str(port), "ACCOUNT_ORDER_RATE": "0", "ACCOUNT_MAX_OPEN_ORDERS": "0"}
+        system.procs["api"] = pinned(service("api", settings, tmp, api_env), server_cpus).start()
     if bare:
         port = free_port()
         system.urls["bare"] = f"http://127.0.0.1:{port}"

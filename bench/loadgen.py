@@ -2,6 +2,8 @@
 
     python -m bench.loadgen URL --rate 100 --duration 30 --out FILE          open loop
     python -m bench.loadgen URL --orders 10000 --concurrency 64 --out FILE   closed loop (wrk's fallback)
+    ... --header "Authorization: Bearer oee_..."                           extra headers (repeatable)
+    ... --keys TAG                                                         Idempotency-Key TAG-<n> on request n
 
 Open loop: request i is sent at t0 + i / rate whatever happened to the earlier ones (no coordinated
 omission: a slow reply never delays the next send). Closed loop: `concurrency` workers each send, wait for
@@ -32,10 +34,14 @@ HEADERS = {"Content-Type": "application/json"}
 Row = tuple[float, float, float, int, str]
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: bytes, scheduled: float) -> Row:
+KEY_TAG: list[str] = []  # --keys TAG: request i carries Idempotency-Key TAG-i
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes, scheduled: float, i: int = 0) -> Row:
     sent = time.time()
+    headers = {**HEADERS, "Idempotency-Key": f"{KEY_TAG[0]}-{i}"} if KEY_TAG else HEADERS
     try:
-        async with session.post(url, data=body, headers=HEADERS) as response:
+        async with session.post(url, data=body, headers=headers) as response:
             payload = await response.read()
             status = response.status
     except aiohttp.ClientError:
@@ -56,7 +62,7 @@ async def open_loop(url: str, rate: float, duration_s: float) -> list[Row]:
             if delay > 0:
                 await asyncio.sleep(delay)
             body = BODIES[i % len(BODIES)]
-            tasks.append(asyncio.create_task(post(session, url, body, wall + i / rate)))
+            tasks.append(asyncio.create_task(post(session, url, body, wall + i / rate, i)))
         return list(await asyncio.gather(*tasks))
 
 
@@ -66,7 +72,7 @@ async def closed_loop(url: str, orders: int, concurrency: int) -> list[Row]:
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while (i := next(counter)) < orders:
-            rows.append(await post(session, url, BODIES[i % len(BODIES)], time.time()))
+            rows.append(await post(session, url, BODIES[i % len(BODIES)], time.time(), i))
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -82,7 +88,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="open loop: seconds")
     parser.add_argument("--orders", type=int, default=10_000, help="closed loop: requests")
     parser.add_argument("--concurrency", type=int, default=64, help="closed loop: in flight")
+    parser.add_argument("--header", action="append", default=[], help="'Name: value' sent with every request")
+    parser.add_argument("--keys", metavar="TAG", help="an Idempotency-Key TAG-<n> on request n")
     args = parser.parse_args()
+    if args.keys:
+        KEY_TAG.append(args.keys)
+    for header in args.header:
+        name, _, value = header.partition(":")
+        HEADERS[name.strip()] = value.strip()
     import uvloop
 
     if args.rate:

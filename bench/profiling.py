@@ -74,7 +74,7 @@ TRUNK = (
     "<frozen runpy>", "services/cli.py:", "asyncio/runners.py:", "asyncio/base_events.py:BaseEventLoop.run_",
     "asyncio/base_events.py:BaseEventLoop._run_once", "asyncio/events.py:Handle._run", "uvicorn/server.py:",
     "uvicorn/_compat.py:", "uvicorn/main.py:", "mode/worker.py:", "services/router/app.py:run",
-    "services/ingress/server.py:run", "services/venue/server.py:main",
+    "services/api/server.py:run", "services/venue/server.py:main",
 )  # fmt: skip
 """Frames every sample of a service passes through (main, the event loop): left out of the inclusive list."""
 

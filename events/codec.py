@@ -2,25 +2,24 @@
 
 `decode` is on the hot path of every consumer, so the common case is one call into a module-level msgspec
 decoder that validates the whole event in C. Only a failure or an old `schema_version` takes the slow path,
-which parses the record loosely to say precisely what is wrong, or runs the registered upcasters.
+which parses the record loosely to say precisely what is wrong, or runs the event class's upcasters.
 Whatever the input, `decode` raises `EventDecodeError` (or a subclass) and nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from events.envelope import Event
+from events.envelope import Event, Upcaster
 from events.errors import EventDecodeError, InvalidEvent, UnknownEventType
-from events.types import EVENT_TYPES, SCHEMA_VERSION, AnyEvent
+from events.types import EVENT_TYPES, AnyEvent
 
 __all__ = [
     "HEADER_SCHEMA_VERSION",
     "HEADER_TYPE",
-    "UPCASTERS",
     "EventDecodeError",
     "InvalidEvent",
     "UnknownEventType",
@@ -35,13 +34,9 @@ __all__ = [
 HEADER_TYPE = "type"
 HEADER_SCHEMA_VERSION = "schema_version"
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
-"""(type, version) -> function turning that version's JSON object into version + 1's.
-
-The decoder chains them up to `SCHEMA_VERSION[type]` and sets `schema_version` itself after each step.
-The log is never rewritten: old records stay as written and are upcast every time they are read.
-"""
+# Upcasters live on the event classes (`Event.upcasters`, `Event.version`): the decoder chains a class's
+# steps up to its `version` and sets `schema_version` itself after each step. The log is never rewritten: old
+# records stay as written and are upcast every time they are read.
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(AnyEvent)
@@ -79,7 +74,7 @@ def decode(raw: bytes) -> AnyEvent:
         event = _DECODER.decode(raw)
     except Exception as exc:
         return _decode_slow(raw, exc)
-    if event.schema_version != SCHEMA_VERSION[event.type]:
+    if event.schema_version != event.version:
         return _decode_slow(raw, None)
     return event
 
@@ -108,7 +103,7 @@ def _decode_slow(value: object, error: Exception | None) -> AnyEvent:
     if event_type not in EVENT_TYPES:
         raise UnknownEventType(f"unknown event type {event_type!r}", raw, event_type)
     version = obj.get("schema_version")
-    current = SCHEMA_VERSION[event_type]
+    current = EVENT_TYPES[event_type].version
     if type(version) is int and version > current:
         raise InvalidEvent(f"{event_type} schema_version {version} is newer than this code ({current})", raw)
     if type(version) is int and 1 <= version < current:
@@ -117,9 +112,10 @@ def _decode_slow(value: object, error: Exception | None) -> AnyEvent:
 
 
 def _upcast(obj: dict[str, Any], event_type: str, start: int, current: int, raw: bytes) -> AnyEvent:
-    """Apply the upcaster chain from version `start` to `current`, then validate strictly as usual."""
+    """Apply the class's upcaster chain from version `start` to `current`, then validate strictly as usual."""
+    upcasters = EVENT_TYPES[event_type].upcasters
     for step in range(start, current):
-        upcaster = UPCASTERS.get((event_type, step))
+        upcaster: Upcaster | None = upcasters.get(step)
         if upcaster is None:
             raise InvalidEvent(f"no upcaster registered for {event_type} v{step}", raw)
         try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -44,6 +45,18 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=_INT32_MAX)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+ACCOUNT_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
+AccountId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=63,
+        pattern=ACCOUNT_PATTERN,
+        description="the account that placed the order: lower-case letters, digits, '_' and '-'",
+    ),
+]
+LOCAL_ACCOUNT = "local"
+"""The one implicit account of `AUTH=off`, and the owner of every order written before accounts existed."""
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 Status = Literal["pending", "routing", "building", "submitted", "confirmed", "failed"]
@@ -87,9 +100,15 @@ class Event(
 
     `type` is the msgspec tag (the first key in the JSON) and a class attribute, so `event.type` works.
     `causation_id` is the `event_id` of the event this one reacts to (None for an order's first event).
+
+    Each class owns its versions: `version` is the `schema_version` this code writes, and `upcasters` maps
+    every older version n to the function that brings its JSON object to version n + 1. The log is never
+    rewritten: an old record stays as written and is upcast (`events.codec`) every time it is read.
     """
 
     type: ClassVar[str]
+    version: ClassVar[int] = 1
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {}
     event_id: UUIDStr
     order_id: UUIDStr
     seq: Seq
@@ -109,6 +128,10 @@ class Event(
         at = self.occurred_at
         if not (isinstance(at, datetime) and at.tzinfo is UTC):
             force_setattr(self, "occurred_at", utc(at, "occurred_at"))
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns the JSON object of an event at version n into the object of version n + 1 (it may mutate it)."""
 
 
 def _bad_ids(event: Event) -> str:

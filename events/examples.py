@@ -82,6 +82,7 @@ def confirmed_stream() -> list[Event]:
                 amount_in=12.5,
                 slippage_bps=50,
                 idempotency_key="checkout-42f1",
+                account_id="desk-7",
             ),
         ),
         new_event(

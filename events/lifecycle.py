@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec.structs import replace
 
-from events.envelope import Event, Side, Status
+from events.envelope import LOCAL_ACCOUNT, Event, Side, Status
 from events.errors import DuplicateEvent, IllegalTransition, LifecycleError, SequenceGap, WrongOrder
 from events.payloads import Payload, Quote
 from events.types import (
@@ -80,6 +80,7 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     idempotency_key: str | None = None
+    account_id: str = LOCAL_ACCOUNT
     attempts: int = 0
     venue: str | None = None
     quotes: tuple[Quote, ...] = ()
@@ -123,6 +124,7 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
             amount_in=d.amount_in,
             slippage_bps=d.slippage_bps,
             idempotency_key=d.idempotency_key,
+            account_id=d.account_id,
             created_at=event.occurred_at,
             updated_at=event.occurred_at,
         )

@@ -14,6 +14,8 @@ from msgspec import Meta
 from msgspec.structs import force_setattr
 
 from events.envelope import (
+    LOCAL_ACCOUNT,
+    AccountId,
     Attempt,
     Bps,
     Count,
@@ -54,7 +56,11 @@ class Quote(Payload, frozen=True):
 
 
 class OrderRequestedData(Payload, frozen=True):
-    """The client's order as the ingress accepted it. `amount_in` is in the token the client gives up."""
+    """The client's order as the ingress accepted it. `amount_in` is in the token the client gives up.
+
+    `account_id` (since schema_version 2) is the account that placed it: only that account sees the order
+    and its Idempotency-Key. Version 1 events, written before accounts existed, read as account `local`.
+    """
 
     order_type: Literal["market"]
     base_token: Name
@@ -65,6 +71,9 @@ class OrderRequestedData(Payload, frozen=True):
     idempotency_key: IdempotencyKey | None = None
     # A canonical hash of the validated request: the same Idempotency-Key with another body is a conflict.
     request_hash: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    # A default only so that code building a payload in process (tests, tools) and the router's state
+    # records written before v2 still work; the ingress always names the account, and v2 always carries it.
+    account_id: AccountId = LOCAL_ACCOUNT
 
     def __post_init__(self) -> None:
         if self.base_token == self.quote_token:

@@ -2,18 +2,19 @@
 
 Registries are plain dicts keyed by the type name (the JSON `type` tag and the Kafka `type` header):
 `EVENT_TYPES` (class), `PAYLOAD_TYPES` (class of `data`), `STATUS` (the order status an event moves to) and
-`SCHEMA_VERSION` (the version this code writes; older ones are upcast on read, see `events.codec`).
+`SCHEMA_VERSION` (derived from each class's `version`: older ones are upcast on read by the upcasters each
+class carries, see `events.envelope.Event` and `events.codec`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 import msgspec
 
-from events.envelope import Event, Status, new_id, now
+from events.envelope import LOCAL_ACCOUNT, Event, Status, Upcaster, new_id, now
 from events.errors import EventValidationError
 from events.payloads import (
     OrderBuildingData,
@@ -26,9 +27,19 @@ from events.payloads import (
 )
 
 
+def _requested_v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
+    """v2 added `data.account_id`; every order before it belongs to the implicit account `local`."""
+    data = obj.get("data")
+    if isinstance(data, dict):
+        data.setdefault("account_id", LOCAL_ACCOUNT)
+    return obj
+
+
 class OrderRequested(Event, tag="OrderRequested", kw_only=True, frozen=True):
     """An order was accepted by the ingress (status pending). Always seq 1, never a causation."""
 
+    version: ClassVar[int] = 2
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {1: _requested_v1_to_v2}
     data: OrderRequestedData
 
 
@@ -98,8 +109,9 @@ STATUS: dict[str, Status] = {
 }
 """Type name -> the order status the event moves the order to (the seed's status names)."""
 
-SCHEMA_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
-"""Type name -> the schema version this code writes. Bump it and register an upcaster for the old one."""
+SCHEMA_VERSION: dict[str, int] = {name: cls.version for name, cls in EVENT_TYPES.items()}
+"""Type name -> the schema version this code writes, read from the classes (a view for docs and tools: to
+add a version, raise the class's `version` and give it an upcaster from the old one)."""
 
 E = TypeVar("E", bound=Event)
 
@@ -166,7 +178,7 @@ def new_event(
             order_id=order_id,
             seq=seq,
             occurred_at=occurred_at if occurred_at is not None else now(),
-            schema_version=SCHEMA_VERSION[cls.type],
+            schema_version=cls.version,
             causation_id=causation_id,
             data=data,  # type: ignore[call-arg]
         )

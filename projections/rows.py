@@ -1,7 +1,7 @@
 """Pure mapping between the contract and the projection's rows: `OrderState` <-> `orders`, event -> `order_events`.
 
 The row tuples follow `ORDER_COLUMNS` / `EVENT_COLUMNS`, which name the columns explicitly, so the physical
-column order of a table (0001 plus the columns 0002 appended) never matters. Everything a row holds comes from
+column order of a table (0001 plus the columns 0002 and 0003 appended) never matters. Everything a row holds comes from
 events, and the same event always gives the same tuple: that is what makes a replay byte-identical.
 """
 
@@ -22,14 +22,14 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "selected_dex", "quotes", "min_acceptable_price", "executed_price", "amount_out", "tx_hash",
     "failure_reason", "attempts", "idempotency_key", "created_at", "updated_at", "last_seq", "last_topic",
     "last_partition", "last_offset", "last_event_id", "route_reason", "client_order_id", "expected_price",
-    "failure_stage",
+    "failure_stage", "account_id",
 )  # fmt: skip
 """The `orders` columns in the order `order_row` fills them."""
 
 ORDER_TYPES: tuple[str, ...] = (
     "uuid", "text", "text", "text", "text", "float8", "int4", "text", "text", "jsonb", "float8", "float8",
     "float8", "text", "text", "int4", "text", "timestamptz", "timestamptz", "int4", "text", "int4", "int8",
-    "uuid", "text", "text", "float8", "text",
+    "uuid", "text", "text", "float8", "text", "text",
 )  # fmt: skip
 """Postgres types of `ORDER_COLUMNS`, for the `unnest($n::type[])` bulk statements."""
 
@@ -59,7 +59,7 @@ def order_row(state: OrderState, topic: str, partition: int, offset: int) -> Ord
         s.venue, _ENCODER.encode(s.quotes).decode() if s.quotes else None, s.min_acceptable_price,
         s.executed_price, s.amount_out, s.tx_hash, s.failure_reason, s.attempts, s.idempotency_key,
         s.created_at, s.updated_at, s.last_seq, topic, partition, offset, s.last_event_id, s.route_reason,
-        s.client_order_id, s.expected_price, s.failure_stage,
+        s.client_order_id, s.expected_price, s.failure_stage, s.account_id,
     )  # fmt: skip
 
 
@@ -80,6 +80,7 @@ def state_from_row(row: Mapping[str, Any]) -> OrderState:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         idempotency_key=row["idempotency_key"],
+        account_id=row["account_id"],
         attempts=row["attempts"],
         venue=row["selected_dex"],
         quotes=_QUOTES.decode(quotes) if quotes else (),

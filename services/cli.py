@@ -10,6 +10,7 @@ oee test [pytest args]                the test suite (starts what it needs)
 oee api | router | venue | projector  one service in the foreground (`up` starts them all)
 oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
 oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
+oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services import config
+from services.accounts.model import AccountError
 from services.stack.procs import StackError
 
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
-    "projector", "rebuild", "gateway", "lag",
+    "projector", "rebuild", "gateway", "lag", "accounts",
 )  # fmt: skip
 
 
@@ -141,22 +143,9 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from services import query
-    from services.gateway import app as gateway
-    from services.gateway import server as gateway_server
-    from services.ingress.server import run
-    from services.lag import web as lag_web
-    from services.web.routes import page_routes
+    from services.api.server import run
 
-    settings = _settings()
-    gateway_server.tune_gc()  # the API serves the WebSocket gateway too: thousands of connections
-    lag_routes, lag_lifespans = lag_web.api_parts(settings)  # GET /api/lag, /dashboard; the lag monitor
-    # The gateway is mounted beside the API so the seed's `wsUrl` (/ws/orders/<id>) works on this port.
-    run(
-        settings,
-        extra_routes=[*query.routes(), *gateway.routes(), *page_routes(), *lag_routes],
-        extra_lifespans=[query.lifespan(settings), gateway.lifespan(settings), *lag_lifespans],
-    )
+    run(_settings())  # ingress, reads, gateway (the seed's wsUrl on this port), pages, lag, metrics
     return 0
 
 
@@ -208,6 +197,12 @@ def cmd_lag(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_accounts(args: argparse.Namespace) -> int:
+    from services.accounts.cli import run
+
+    return run(_settings(), args)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
@@ -257,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="S", help="refresh every S s (2)")
     p.add_argument("--direct", action="store_true", help="sample from this process instead of the API")
+    p = add("accounts", cmd_accounts, "accounts and API keys: create, key, list, revoke, disable, enable")
+    from services.accounts.cli import add_arguments as accounts_arguments
+
+    accounts_arguments(p)
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
@@ -264,10 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:
+        # Everything after `test` is pytest's, options first included (`oee test -q -x`): argparse's
+        # REMAINDER refuses a first argument that starts with '-'.
+        return cmd_test(argparse.Namespace(pytest_args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (StackError, config.ConfigError) as exc:
+    except (StackError, config.ConfigError, AccountError) as exc:
         print(f"oee {args.command}: {exc}", file=sys.stderr)
         return 1
 

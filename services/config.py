@@ -88,6 +88,7 @@ def load_router(env: Mapping[str, str] | None = None) -> RouterSettings:
 def all_env_vars() -> dict[str, tuple[str, str]]:
     """Every variable any part of the engine reads, with its default and meaning."""
     from projections.settings import PROJECTION_ENV_VARS
+    from services.accounts.options import ACCOUNTS_ENV_VARS
     from services.gateway.options import GATEWAY_ENV_VARS
     from services.ingress.options import INGRESS_ENV_VARS
     from services.lag.config import LAG_ENV_VARS
@@ -97,6 +98,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     return {
         **ENV_VARS,
         **INGRESS_ENV_VARS,
+        **ACCOUNTS_ENV_VARS,
         **VENUE_ENV_VARS,
         **PROJECTION_ENV_VARS,
         **GATEWAY_ENV_VARS,

@@ -9,8 +9,11 @@ from events.envelope import Event
 from events.types import OrderRequested, new_event
 
 
-def lifecycle_events(failed: bool = False, order_id: str | None = None) -> list[Event]:
-    """pending → routing → building → submitted → confirmed (or failed), seq 1..5, causally chained."""
+def lifecycle_events(
+    failed: bool = False, order_id: str | None = None, account: str | None = None
+) -> list[Event]:
+    """pending → routing → building → submitted → confirmed (or failed), seq 1..5, causally chained;
+    placed by `account` (default: the implicit `local`)."""
     oid = order_id or str(uuid.uuid4())
     t0 = datetime.now(UTC)
     quotes = [
@@ -28,6 +31,8 @@ def lifecycle_events(failed: bool = False, order_id: str | None = None) -> list[
         ("OrderSubmitted", {"venue": "meteora", "client_order_id": oid, "expected_price": 149.5,
                             "min_acceptable_price": 148.005, "slippage_bps": 100}),
     ]  # fmt: skip
+    if account is not None:
+        steps[0][1]["account_id"] = account
     if failed:
         steps.append(("OrderFailed", {"reason": "slippage exceeded", "stage": "execution", "attempts": 1,
                                       "venue": "meteora", "client_order_id": oid}))  # fmt: skip

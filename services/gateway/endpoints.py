@@ -53,7 +53,7 @@ async def order_stream(ws: WebSocket) -> None:
                         return
                     conn.close(code, reason)
 
-                feed = OrderFeed(gateway, conn, request.order_id, request.from_seq, ended)
+                feed = OrderFeed(gateway, conn, request.order_id, request.from_seq, ended, _account(ws))
                 feed.start()
         await _read_until_gone(ws, conn, writer, on_text=lambda text: _answer_ping(conn, text))
     finally:
@@ -71,6 +71,7 @@ async def multiplexed(ws: WebSocket) -> None:
     conn = Connection(ws, opts.send_queue, opts.close_timeout_s, multiplexed=True, grace_s=opts.slow_grace_s)
     writer = conn.start()
     feeds: dict[str, OrderFeed] = {}
+    account = _account(ws)
 
     def ended(feed: OrderFeed, code: int, reason: str) -> None:
         if feeds.get(feed.order_id) is feed:
@@ -105,7 +106,7 @@ async def multiplexed(ws: WebSocket) -> None:
                     conn.push(frames.control("error", orderId=oid, code=protocol.BAD_REQUEST, error=error))
                     return
                 conn.push(frames.control("subscribed", orderId=oid, fromSeq=from_seq))
-                feed = OrderFeed(gateway, conn, oid, from_seq, ended)
+                feed = OrderFeed(gateway, conn, oid, from_seq, ended, account)
                 feeds[oid] = feed
                 feed.start()
 
@@ -122,6 +123,11 @@ async def multiplexed(ws: WebSocket) -> None:
             feed.stop()
         await conn.stop()
         gateway.closed(conn)
+
+
+def _account(ws: WebSocket) -> str:
+    """The account the edge authenticated for this connection: its streams show only its orders."""
+    return str(ws.state.account.name)
 
 
 async def _read_until_gone(

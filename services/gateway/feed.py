@@ -8,6 +8,12 @@ repeats, and holds back events behind a missing seq until it is found: a client 
 
 Event-driven rather than a task per stream: a stream costs a few objects until it needs a log search, so
 thousands can open at once. `_next` decides the one next step after anything changed.
+
+Isolation: a stream shows an order only to the account that placed it. The order's owner is in its first
+event (`OrderRequested`), so the sequencer always starts from seq 1, whatever the client's `fromSeq` (frames
+up to `fromSeq` are simply not sent). Until seq 1 has said whose the order is, nothing is sent; if it is
+another account's, the stream stops following it and waits out the not-found timeout exactly as for an id
+that does not exist (close 4404, or an `error` 4404 on `/ws`): the client cannot tell the two apart.
 """
 
 from __future__ import annotations
@@ -35,11 +41,17 @@ End = Callable[["OrderFeed", int, str], None]
 
 
 class OrderFeed:
-    def __init__(self, gateway: Gateway, conn: Connection, order_id: str, from_seq: int, on_end: End) -> None:
+    def __init__(
+        self, gateway: Gateway, conn: Connection, order_id: str, from_seq: int, on_end: End, account: str
+    ) -> None:
         self.gateway = gateway
         self.conn = conn
         self.order_id = order_id
-        self.seq = Sequencer(from_seq, limit=gateway.options.send_queue)
+        self.account = account
+        self.from_seq = from_seq  # frames up to this seq are the client's already
+        self.owned = False  # seq 1 said the order is this account's
+        self.foreign = False  # seq 1 said it is another account's: behave as for an unknown id
+        self.seq = Sequencer(0, limit=gateway.options.send_queue)
         self._on_end = on_end
         self._lows: dict[int, int] = {}  # the tail window's low offset per partition, at start
         self._awaiting_projection = False
@@ -62,9 +74,11 @@ class OrderFeed:
         self._pump()
         if self._ended:
             return
-        if not self.seq.known:
+        if not self.owned:
             loop = asyncio.get_running_loop()
             self._not_found = loop.call_later(gw.options.not_found_timeout_s, self._give_up)
+        if self.foreign:
+            return
         if not snapshot or snapshot[0].seq > self.seq.last + 1:
             # Older events than the window holds may exist: ask the projection first.
             self._awaiting_projection = True
@@ -85,7 +99,7 @@ class OrderFeed:
     # -- sources ----------------------------------------------------------------------------------------
     def on_event(self, item: Item) -> None:
         """A live event of this order, from the tail (synchronous: it must not wait)."""
-        if self._ended:
+        if self._ended or self.foreign:
             return
         try:
             self.seq.add(item)
@@ -98,7 +112,7 @@ class OrderFeed:
 
     def _on_projection(self, items: list[Item]) -> None:
         self._awaiting_projection = False
-        if self._ended:
+        if self._ended or self.foreign:
             return
         for item in items:
             self.seq.add(item)
@@ -107,7 +121,13 @@ class OrderFeed:
 
     def _next(self) -> None:
         """After any change: search the log if something is missing that it may hold, else wait."""
-        if self._ended or self.seq.done or self._awaiting_projection or self._search is not None:
+        if (
+            self._ended
+            or self.foreign
+            or self.seq.done
+            or self._awaiting_projection
+            or self._search is not None
+        ):
             return
         gap = self.seq.gap()
         if gap is not None:
@@ -173,27 +193,46 @@ class OrderFeed:
             self._end(protocol.INTERNAL_ERROR, f"gateway error: {type(exc).__name__}; retry with fromSeq")
             return
         self._search = None
+        if self.foreign:
+            return
         self._pump()
         self._next()
 
     # -- output -----------------------------------------------------------------------------------------
     def _pump(self) -> None:
-        if self._ended:
+        if self._ended or self.foreign:
             return
         for item in self.seq.ready():
+            if not self.owned:  # the sequencer hands out seq 1 first: the order's first event
+                if item.account != self.account:
+                    self._disown()
+                    return
+                self.owned = True
+            if item.seq <= self.from_seq:
+                continue
             if not self.conn.push(item.frame, item.seq):
                 self.stop()  # the connection is closing (too slow): its close says how to resume
                 return
-        if self.seq.known and self._not_found is not None:
+        if self.owned and self._not_found is not None:
             self._not_found.cancel()
             self._not_found = None
-        if self.seq.done and self.seq.terminal is not None:
+        if self.owned and self.seq.done and self.seq.terminal is not None:
             terminal = self.seq.terminal
             self._end(protocol.NORMAL, protocol.terminal_reason(terminal.status, terminal.seq))
 
+    def _disown(self) -> None:
+        """Another account's order: stop following it, send nothing, and let the not-found timeout end the
+        stream as it ends one for an id that does not exist."""
+        self.foreign = True
+        self.gateway.hub.remove(self.order_id, self)
+        if self._scan_timer is not None:
+            self._scan_timer.cancel()
+        if self._search is not None and self._search is not asyncio.current_task():
+            self._search.cancel()
+
     def _give_up(self) -> None:
         self._not_found = None
-        if not self.seq.known and not self._ended:
+        if not self.owned and not self._ended:
             self.gateway.stats["not_found"] += 1
             self._end(protocol.NOT_FOUND, protocol.not_found_reason(self.gateway.options.not_found_timeout_s))
 

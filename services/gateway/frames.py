@@ -32,7 +32,11 @@ __all__ = ["Item", "control", "event_data", "event_frame", "item_for", "quote_vi
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One event as the gateway keeps it: where it is in the log, and its frame, already encoded."""
+    """One event as the gateway keeps it: where it is in the log, and its frame, already encoded.
+
+    `account` is the order's owner, known from its first event (`OrderRequested`) and None on the others:
+    a stream shows an order only once its first event says it is the subscriber's.
+    """
 
     order_id: str
     seq: int
@@ -41,6 +45,7 @@ class Item:
     partition: int
     offset: int
     frame: str
+    account: str | None = None
 
 
 def item_for(event: Event, partition: int, offset: int) -> Item:
@@ -53,6 +58,7 @@ def item_for(event: Event, partition: int, offset: int) -> Item:
         partition=partition,
         offset=offset,
         frame=orjson.dumps(event_frame(event)).decode(),
+        account=event.data.account_id if isinstance(event, OrderRequested) else None,
     )
 
 

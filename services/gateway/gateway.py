@@ -152,7 +152,7 @@ class Gateway:
 def lifespan(
     settings: Settings, options: GatewayOptions | None = None
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """A lifespan that opens a `Gateway` on `app.state.gateway` (for `create_app(extra_lifespans=...)`)."""
+    """A lifespan that opens a `Gateway` on `app.state.gateway` (the gateway part's, see `services.gateway.app`)."""
 
     @contextlib.asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ import gc
 import uvicorn
 
 from services import logs
+from services.accounts.options import AccountsOptions
 from services.config import Settings
 from services.gateway.app import create_app
 from services.gateway.options import GatewayOptions
@@ -18,8 +19,10 @@ from services.gateway.options import GatewayOptions
 
 def server(settings: Settings, options: GatewayOptions | None = None) -> uvicorn.Server:
     options = options or GatewayOptions.from_env()
+    accounts = AccountsOptions.from_env()
+    accounts.check_exposure("GATEWAY_HOST", options.host)
     config = uvicorn.Config(
-        create_app(settings, options),
+        create_app(settings, options, accounts),
         host=options.host,
         port=options.port,
         loop="uvloop",

@@ -1,4 +1,5 @@
-"""Idempotency-Key bookkeeping: a bounded in-process map from key to the request's fingerprint and outcome.
+"""Idempotency-Key bookkeeping in process: a bounded map from (account, key) to the request's fingerprint and
+outcome, in front of the durable store (`services.ingress.keystore`).
 
 Semantics (Stripe's, and the IETF draft "The Idempotency-Key HTTP Header Field"):
 
@@ -9,16 +10,16 @@ Semantics (Stripe's, and the IETF draft "The Idempotency-Key HTTP Header Field")
 - a repeat while the first is still in flight raises `KeyInFlight` (HTTP 409).
 
 Bounds: a key is kept `ttl` seconds after it was first seen (default 24 h) unless `max_keys` newer keys push
-it out first (oldest first; keys in flight are never evicted). This store is a cache in front of a durable
-guarantee: the ingress derives the order id from the key, so a forgotten key can at worst produce a second
-`OrderRequested` with the same order id, which the router drops. Single event loop: no locks needed.
+it out first (oldest first; keys in flight are never evicted). This store is only a cache: it answers repeats
+and concurrent duplicates of this process without a database round trip; what it forgot, the durable store
+(PostgreSQL) still knows, in every process and after any restart. Single event loop: no locks needed.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -50,12 +51,12 @@ class IdempotencyStore(Generic[V]):
         self._ttl = ttl
         self._max_keys = max_keys
         self._clock = clock
-        self._entries: OrderedDict[str, _Entry[V]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def begin(self, key: str, fingerprint: str) -> V | None:
+    def begin(self, key: Hashable, fingerprint: str) -> V | None:
         """The stored outcome for a repeat, or None when the caller now owns the key and must finish it."""
         now = self._clock()
         self._expire(now)
@@ -65,21 +66,21 @@ class IdempotencyStore(Generic[V]):
             entry = None
         if entry is not None:
             if entry.fingerprint != fingerprint:
-                raise KeyReused(key)
+                raise KeyReused
             if entry.value is None:
-                raise KeyInFlight(key)
+                raise KeyInFlight
             return entry.value
         self._make_room()
         self._entries[key] = _Entry(fingerprint, now)
         return None
 
-    def complete(self, key: str, value: V) -> None:
+    def complete(self, key: Hashable, value: V) -> None:
         """Store the outcome of the key's first request; repeats get it from now on."""
         entry = self._entries.get(key)
         if entry is not None:
             entry.value = value
 
-    def release(self, key: str) -> None:
+    def release(self, key: Hashable) -> None:
         """Forget a key whose request failed, so that a retry runs again (only while still in flight)."""
         entry = self._entries.get(key)
         if entry is not None and entry.value is None:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import env_int
+from services.config import ConfigError, env_int
 
 INGRESS_ENV_VARS: dict[str, tuple[str, str]] = {
     "INGRESS_MAX_BODY_BYTES": ("16384", "largest accepted request body; larger answers 413"),
@@ -18,8 +18,15 @@ INGRESS_ENV_VARS: dict[str, tuple[str, str]] = {
     "INGRESS_REQUEST_TIMEOUT_MS": ("4000", "producer request_timeout_ms (also how long a batch may wait)"),
     "INGRESS_LINGER_MS": ("2", "producer linger_ms: how long a batch waits for more orders"),
     "INGRESS_RETRY_AFTER_S": ("1", "Retry-After seconds on 503 and 409 answers"),
-    "INGRESS_IDEMPOTENCY_TTL_S": ("86400", "how long an Idempotency-Key is remembered (at least 24 h)"),
-    "INGRESS_IDEMPOTENCY_MAX_KEYS": ("100000", "most keys remembered; the oldest are forgotten first"),
+    "INGRESS_IDEMPOTENCY_TTL_S": (
+        "86400",
+        "how long this process caches an Idempotency-Key (PostgreSQL: forever)",
+    ),
+    "INGRESS_IDEMPOTENCY_MAX_KEYS": ("100000", "most keys cached per process; the oldest are dropped first"),
+    "INGRESS_IDEMPOTENCY_LEASE_MS": (
+        "15000",
+        "how long a key stays claimed by a request in flight (> the send deadline); then another may take it",
+    ),
     "INGRESS_READY_TIMEOUT_MS": ("2000", "deadline of each /ready check (broker metadata, SELECT 1)"),
 }
 
@@ -35,12 +42,13 @@ class IngressOptions:
     retry_after_s: int = 1
     idempotency_ttl_s: float = 86_400.0
     idempotency_max_keys: int = 100_000
+    idempotency_lease_s: float = 15.0
     ready_timeout_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngressOptions:
         env = os.environ if env is None else env
-        return cls(
+        options = cls(
             max_body_bytes=_int(env, "INGRESS_MAX_BODY_BYTES", 64, 64 * 1024 * 1024),
             send_timeout_s=_int(env, "INGRESS_SEND_TIMEOUT_MS", 1, 600_000) / 1000,
             request_timeout_ms=_int(env, "INGRESS_REQUEST_TIMEOUT_MS", 100, 600_000),
@@ -48,8 +56,16 @@ class IngressOptions:
             retry_after_s=_int(env, "INGRESS_RETRY_AFTER_S", 0, 3600),
             idempotency_ttl_s=float(_int(env, "INGRESS_IDEMPOTENCY_TTL_S", 1, 30 * 86_400)),
             idempotency_max_keys=_int(env, "INGRESS_IDEMPOTENCY_MAX_KEYS", 1, 100_000_000),
+            idempotency_lease_s=_int(env, "INGRESS_IDEMPOTENCY_LEASE_MS", 1000, 3_600_000) / 1000,
             ready_timeout_s=_int(env, "INGRESS_READY_TIMEOUT_MS", 10, 60_000) / 1000,
         )
+        if options.idempotency_lease_s <= options.send_timeout_s:
+            # A lease shorter than a send would let a retry take over a key whose first send may still land.
+            raise ConfigError(
+                f"INGRESS_IDEMPOTENCY_LEASE_MS ({options.idempotency_lease_s * 1000:.0f}) must be longer than"
+                f" INGRESS_SEND_TIMEOUT_MS ({options.send_timeout_s * 1000:.0f})"
+            )
+        return options
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:

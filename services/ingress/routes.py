@@ -1,21 +1,39 @@
-"""The ingress's HTTP handlers. Thin: read and validate, hand the order to `Intake`, answer in JSON."""
+"""The ingress's HTTP handlers. Thin: read and validate, hand the order to `Intake`, answer in JSON.
+
+They find what they need on `app.state.ingress` (an `IngressContext`, opened by the ingress part's lifespan)
+and the caller's account on `request.state.account` (set by the edge before any route runs).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.http.problems import Problem
+from services.http.responses import error_response, json_response
 from services.ingress.idempotency import KeyInFlight, KeyReused
-from services.ingress.intake import Accepted
+from services.ingress.intake import Accepted, EventPublisher, Intake
+from services.ingress.keystore import StoreUnavailable
+from services.ingress.options import IngressOptions
 from services.ingress.publisher import BrokerUnavailable, PublishTimeout
-from services.ingress.responses import error_response, json_response
-from services.ingress.validation import KEY_FIELD, InvalidRequest, Problem, parse_request
+from services.ingress.readiness import Checks, Readiness
+from services.ingress.validation import KEY_FIELD, InvalidRequest, parse_request
 
 log = logging.getLogger("oee.ingress")
+
+
+@dataclass
+class IngressContext:
+    options: IngressOptions
+    tokens: tuple[str, ...]
+    publisher: EventPublisher
+    intake: Intake
+    readiness: Readiness
 
 
 class BodyTooLarge(Exception):
@@ -37,11 +55,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def is_json(content_type: str | None) -> bool:
+    """`application/json`, parameters (charset) allowed. Anything else could come from a cross-site form
+    (`text/plain` needs no CORS preflight), so it is refused before the body is read."""
+    if content_type is None:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
 async def execute(request: Request) -> Response:
     """POST /api/orders/execute: 201 only once the broker acknowledged the order's OrderRequested."""
-    state = request.app.state
-    options = state.options
+    ctx: IngressContext = request.app.state.ingress
+    options = ctx.options
     retry = {"Retry-After": str(options.retry_after_s)}
+    if not is_json(request.headers.get("content-type")):
+        problem = Problem("Content-Type", "must be application/json")
+        return error_response(415, "unsupported media type: send the order as application/json", [problem])
     try:
         body = await read_body(request, options.max_body_bytes)
     except BodyTooLarge:
@@ -51,17 +80,23 @@ async def execute(request: Request) -> Response:
     if len(keys) > 1:
         return error_response(400, "invalid order request", [Problem(KEY_FIELD, "must be sent once")])
     try:
-        order, key = parse_request(body, keys[0] if keys else None, state.tokens)
+        order, key = parse_request(body, keys[0] if keys else None, ctx.tokens)
     except InvalidRequest as exc:
         return error_response(400, exc.summary, exc.problems)
+    account = request.state.account
     try:
-        accepted = await state.intake.submit(order, key)
+        accepted = await ctx.intake.submit(order, key, account.name)
     except KeyReused:
         problem = Problem(KEY_FIELD, "was already used with a different request body")
         return error_response(422, "Idempotency-Key reused with a different request", [problem])
     except KeyInFlight:
         problem = Problem(KEY_FIELD, "a request with this key is still being processed")
         return error_response(409, "a request with this Idempotency-Key is in progress", [problem], retry)
+    except StoreUnavailable as exc:
+        request.state.reject_reason = "keys_unavailable"
+        log.warning("idempotency keys unavailable, answered 503: %r", exc.__cause__)
+        error = "the Idempotency-Key cannot be checked now (database unavailable): retry later"
+        return error_response(503, error, headers=retry)
     except PublishTimeout as exc:
         request.state.reject_reason = "outcome_unknown"  # metrics: 503 alone does not say which
         log.warning("order outcome unknown, answered 503: %s", exc, extra={"order_id": exc.order_id})
@@ -98,18 +133,25 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """GET /ready: 200 only when the broker and the database both answer."""
-    state = request.app.state
-    timeout = state.options.ready_timeout_s
-    broker, database = await asyncio.gather(
-        state.publisher.probe(timeout), database_answers(state.db, timeout)
-    )
-    checks = {"broker": "ok" if broker else "down", "database": "ok" if database else "down"}
-    if broker and database:
-        return json_response({"status": "ready", **checks})
-    down = " and ".join(name for name, value in checks.items() if value == "down")
-    body = {"status": "not ready", **checks, "error": f"{down} unavailable"}
-    return json_response(body, 503, {"Retry-After": str(state.options.retry_after_s)})
+    """GET /ready: 200 only when the broker and the database both answer (checked at most once a second)."""
+    ctx: IngressContext = request.app.state.ingress
+    checks = await ctx.readiness.check()
+    named = {"broker": "ok" if checks.broker else "down", "database": "ok" if checks.database else "down"}
+    if checks.broker and checks.database:
+        return json_response({"status": "ready", **named})
+    down = " and ".join(name for name, value in named.items() if value == "down")
+    body = {"status": "not ready", **named, "error": f"{down} unavailable"}
+    return json_response(body, 503, {"Retry-After": str(ctx.options.retry_after_s)})
+
+
+def probe(publisher: EventPublisher, pool: asyncpg.Pool, timeout_s: float) -> Readiness:
+    """The readiness of this process: the broker (a metadata request) and the database (`SELECT 1`)."""
+
+    async def both() -> Checks:
+        broker, database = await asyncio.gather(publisher.probe(timeout_s), database_answers(pool, timeout_s))
+        return Checks(broker, database)
+
+    return Readiness(both)
 
 
 async def database_answers(pool: asyncpg.Pool, timeout_s: float) -> bool:

@@ -17,18 +17,13 @@ from typing import Any, Literal, cast
 import orjson
 
 from events.envelope import Side
+from services.http.problems import Problem
 
 DEFAULT_SLIPPAGE_BPS = 100
 MAX_SLIPPAGE_BPS = 10_000
 MAX_KEY_LENGTH = 255
 KEY_FIELD = "Idempotency-Key"
 _MISSING: Any = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    field: str
-    message: str
 
 
 class InvalidRequest(ValueError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TextIO
@@ -164,7 +165,14 @@ async def show(
 ) -> int:
     """Print the report once, or every `watch` seconds (`times` of them; forever when None)."""
     async with contextlib.AsyncExitStack() as stack:
-        http = client if client is not None else await stack.enter_async_context(httpx.AsyncClient())
+        # Under AUTH=keys /api/lag needs an operator key; without one the API's 401 makes us sample directly.
+        key = os.environ.get("OEE_API_KEY", "").strip()
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        http = (
+            client
+            if client is not None
+            else await stack.enter_async_context(httpx.AsyncClient(headers=headers))
+        )
         take: Callable[[], Awaitable[Report]] = lambda: from_api(url, http)  # noqa: E731
         report: Report | None = None
         if force_direct:

@@ -1,13 +1,16 @@
 """The lag monitor inside the API process: `GET /api/lag`, `GET /dashboard`, and its lifespan.
 
-`api_parts(settings)` returns the routes and the lifespan that `oee api` mounts on the ingress app. The
-lifespan starts one `LagMonitor` (sampling in the background every `LAG_INTERVAL_MS`) on the app's database
+`part(settings)` is what the API's bootstrap mounts: the routes, who may call them, and the lifespan, which
+starts one `LagMonitor` (sampling in the background every `LAG_INTERVAL_MS`) on the app's database
 pool and registers its Prometheus exporter; the routes only read the reports it keeps, so a request never
 waits on the broker.
 
     GET /api/lag          the latest report (JSON; docs/lag.md describes it); 503 before the first sample
     GET /api/lag?seq=N    report N if still kept (the last minute), else 404: lets views compare one sample
     GET /dashboard        the live page (static HTML polling /api/lag)
+
+Under `AUTH=keys` the report needs an operator key; the page is a shell without data (a browser cannot send
+a key when it navigates): it asks for the key and sends it with every poll of /api/lag.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
-import orjson
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,7 +27,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.config import Settings
-from services.ingress.app import Lifespan
+from services.http.lifespans import Lifespan
+from services.http.parts import Access, Part
+from services.http.responses import error_response, json_response
 from services.lag.config import LagOptions
 from services.lag.exporter import LagExporter
 from services.lag.monitor import LagMonitor
@@ -33,28 +37,29 @@ from services.lag.monitor import LagMonitor
 log = logging.getLogger("oee.lag")
 
 
-def _json(body: object, status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(body), status, media_type="application/json", headers={"Cache-Control": "no-store"}
-    )
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _error(status: int, error: str) -> Response:
+    return error_response(status, error, headers=_NO_STORE)
 
 
 async def lag(request: Request) -> Response:
     monitor: LagMonitor | None = getattr(request.app.state, "lag", None)
     if monitor is None:
-        return _json({"error": "the lag monitor is off (LAG_INTERVAL_MS=0)"}, 503)
+        return _error(503, "the lag monitor is off (LAG_INTERVAL_MS=0)")
     raw = request.query_params.get("seq")
     if raw is not None:
         if not raw.isdigit():
-            return _json({"error": "seq must be a sample number"}, 400)
+            return _error(400, "seq must be a sample number")
         report = monitor.report(int(raw))
         if report is None:
-            return _json({"error": f"sample {raw} is not kept any more (or not taken yet)"}, 404)
+            return _error(404, f"sample {raw} is not kept any more (or not taken yet)")
     else:
         report = monitor.latest
         if report is None:
-            return _json({"error": "no lag sample yet"}, 503)
-    return _json(report.to_json())
+            return _error(503, "no lag sample yet")
+    return json_response(report.to_json(), headers=_NO_STORE)
 
 
 _PAGE: bytes | None = None
@@ -95,9 +100,11 @@ def lifespan(settings: Settings, options: LagOptions | None = None) -> Lifespan:
     return run
 
 
-def api_parts(settings: Settings) -> tuple[list[BaseRoute], list[Lifespan]]:
-    """What `oee api` mounts: the lag routes and the monitor's lifespan."""
-    return routes(), [lifespan(settings)]
+def part(settings: Settings, options: LagOptions | None = None) -> Part:
+    """What `oee api` mounts: the lag routes (the report for operators, the page's shell for anyone) and the
+    monitor's lifespan (on the app's database pool)."""
+    access = {"/api/lag": Access.OPERATOR, "/dashboard": Access.PUBLIC}
+    return Part("lag", routes(), lifespan(settings, options), access=access)
 
 
 def projection_schema() -> str:

@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from services.http.parts import Access, Part
+
 log = logging.getLogger("oee.metrics")
 
 METRICS_ENV_VARS: dict[str, tuple[str, str]] = {
@@ -67,6 +69,12 @@ def metrics_route(path: str = "/metrics", registry: CollectorRegistry = REGISTRY
         return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
     return Route(path, metrics, methods=["GET"], name="metrics")
+
+
+def metrics_part() -> Part:
+    """`/metrics` as a part of an HTTP app: operators only under `AUTH=keys` (Prometheus sends the key as
+    `authorization: {credentials: <key>}` in its scrape config)."""
+    return Part("metrics", [metrics_route()], access={"/metrics": Access.OPERATOR})
 
 
 def serve(port: int, host: str = "127.0.0.1", what: str = "metrics") -> bool:

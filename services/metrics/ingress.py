@@ -18,8 +18,8 @@ ACCEPTED = Counter(
 )
 REJECTED = Counter(
     "oee_ingress_orders_rejected",
-    "Order requests not accepted, by reason: invalid, too_large, key_reused, key_in_flight, "
-    "broker_unavailable, outcome_unknown, error",
+    "Order requests not accepted, by reason: invalid, too_large, unsupported_media_type, key_reused, "
+    "key_in_flight, keys_unavailable, broker_unavailable, outcome_unknown, error",
     ["reason"],
 )
 LATENCY = Histogram(
@@ -33,6 +33,7 @@ _REASONS = {
     400: "invalid",
     409: "key_in_flight",
     413: "too_large",
+    415: "unsupported_media_type",
     422: "key_reused",
     503: "broker_unavailable",
 }

@@ -1,7 +1,7 @@
-"""The read API's composition: its routes and the lifespan that opens what they need.
+"""The read API as a part of the API: its routes and the lifespan that opens what they need.
 
-Mounted on the ingress app (`create_app(settings, extra_routes=routes(), extra_lifespans=[lifespan(settings)])`);
-nothing connects at import or when the routes are built. The lifespan opens a small asyncpg pool (lazily:
+`part(settings)` is what the API's bootstrap mounts (`services.api`); nothing connects at import or when the
+routes are built. The lifespan opens a small asyncpg pool (lazily:
 a database that is down at start makes reads answer 503, it does not stop the app) and the listener that
 wakes read-your-writes waits, and puts them on `app.state.query`.
 """
@@ -19,7 +19,8 @@ from events.topics import Topics
 from projections.db import dsn
 from projections.settings import schema_from_env
 from services.config import Settings
-from services.ingress.app import Lifespan
+from services.http.lifespans import Lifespan
+from services.http.parts import Part
 from services.query.reads import Reads
 from services.query.routes import QueryContext, get_order, get_order_events, list_orders
 from services.query.waits import Waiter
@@ -31,6 +32,11 @@ def routes() -> list[BaseRoute]:
         Route("/api/orders/{order_id}", get_order, methods=["GET"]),
         Route("/api/orders/{order_id}/events", get_order_events, methods=["GET"]),
     ]
+
+
+def part(settings: Settings, *, schema: str | None = None, listen: bool = True, pool_max: int = 8) -> Part:
+    """The order reads: every route needs an account's key (the edge's default), and answers its orders only."""
+    return Part("query", routes(), lifespan(settings, schema=schema, listen=listen, pool_max=pool_max))
 
 
 def lifespan(

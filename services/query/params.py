@@ -1,6 +1,6 @@
 """Turn the query string of the read API into validated values, or into every problem with it. Pure.
 
-Problems use the ingress's shape (`Problem(field, message)`), so every 400 of the API looks the same.
+Problems use the shared shape (`services.http.problems.Problem`), so every 400 of the API looks the same.
 The list cursor is opaque to clients: base64url of the last row's (created_at, id) and a fingerprint of the
 filters it was issued for, so a cursor replayed with other filters is refused instead of skipping rows.
 """
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import orjson
 
 from events.lifecycle import STATUSES
-from services.ingress.validation import Problem
+from services.http.problems import Problem
 
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 10_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -23,7 +25,8 @@ class Reads:
         q = self.q = quote_ident(schema)
         self._order = (
             f"SELECT o.*, {_FRESHNESS} FROM {q}.orders o LEFT JOIN {q}.projector_positions p"
-            " ON p.projection = $2 AND p.topic = o.last_topic AND p.partition = o.last_partition WHERE o.id = $1"
+            " ON p.projection = $2 AND p.topic = o.last_topic AND p.partition = o.last_partition"
+            " WHERE o.id = $1 AND o.account_id = $3"
         )
         self._events = f"SELECT * FROM {q}.order_events WHERE order_id = $1 ORDER BY seq"
         self._position = (
@@ -36,9 +39,10 @@ class Reads:
             f" FROM {q}.projector_positions WHERE projection = $1 AND topic = $2"
         )
 
-    async def order(self, conn: asyncpg.Connection, order_id: str) -> asyncpg.Record | None:
-        """The order's row with the freshness of its partition, or None."""
-        return await conn.fetchrow(self._order, order_id, self.projection)
+    async def order(self, conn: asyncpg.Connection, order_id: str, account: str) -> asyncpg.Record | None:
+        """The order's row with the freshness of its partition, or None: unknown and another account's
+        order are the same None, so an answer never tells whether an id exists."""
+        return await conn.fetchrow(self._order, order_id, self.projection, account)
 
     async def events(self, conn: asyncpg.Connection, order_id: str) -> list[asyncpg.Record]:
         return await conn.fetch(self._events, order_id)
@@ -49,15 +53,15 @@ class Reads:
     async def summary(self, conn: asyncpg.Connection) -> asyncpg.Record | None:
         return await conn.fetchrow(self._summary, self.projection, self.topic)
 
-    async def page(self, conn: asyncpg.Connection, query: ListQuery) -> list[asyncpg.Record]:
-        """Up to `limit + 1` orders, newest first (the extra row says whether there is a next page)."""
-        sql, args = list_sql(self.q, query)
+    async def page(self, conn: asyncpg.Connection, query: ListQuery, account: str) -> list[asyncpg.Record]:
+        """Up to `limit + 1` of the account's orders, newest first (the extra row: is there a next page)."""
+        sql, args = list_sql(self.q, query, account)
         return await conn.fetch(sql, *args)
 
 
-def list_sql(table_schema: str, query: ListQuery) -> tuple[str, list[Any]]:
-    """Keyset pagination on (created_at, id) descending; only the filters given, so the planner can use the
-    (status|selected_dex, created_at, id) indexes."""
+def list_sql(table_schema: str, query: ListQuery, account: str) -> tuple[str, list[Any]]:
+    """One account's orders, keyset-paginated on (created_at, id) descending; only the filters given, so
+    the planner can use the (account_id[, status], created_at, id) indexes."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -65,6 +69,7 @@ def list_sql(table_schema: str, query: ListQuery) -> tuple[str, list[Any]]:
         args.append(value)
         return f"${len(args)}"
 
+    where.append(f"account_id = {arg(account)}")
     if query.status is not None:
         where.append(f"status = {arg(query.status)}")
     if query.side is not None:
@@ -78,6 +83,23 @@ def list_sql(table_schema: str, query: ListQuery) -> tuple[str, list[Any]]:
     if query.cursor is not None:
         c = query.cursor
         where.append(f"(created_at, id) < ({arg(c.created_at)}, {arg(c.order_id)}::uuid)")
-    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    clause = f"WHERE {' AND '.join(where)} "
     sql = f"SELECT * FROM {table_schema}.orders {clause}ORDER BY created_at DESC, id DESC LIMIT {arg(query.limit + 1)}"
     return sql, args
+
+
+def open_orders_counter(
+    pool: asyncpg.Pool, schema: str, timeout_s: float = 2.0
+) -> Callable[[str], Awaitable[int]]:
+    """account -> how many of its orders the projection in `schema` holds neither confirmed nor failed
+    (the per-account open-orders limit; one index-only count on `orders_account_open`)."""
+    sql = (
+        f"SELECT count(*) FROM {quote_ident(schema)}.orders"
+        " WHERE account_id = $1 AND status NOT IN ('confirmed', 'failed')"
+    )
+
+    async def count(account: str) -> int:
+        async with asyncio.timeout(timeout_s):
+            return int(await pool.fetchval(sql, account))
+
+    return count

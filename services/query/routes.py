@@ -6,6 +6,9 @@
 
 `minSeq` / `minPosition` (+ `waitMs`) make a read wait for the projection to reach what the client was told;
 if it does not in time the answer is 503 with `Retry-After` and how far it is, never older data.
+
+Every read is the caller's account's (`request.state.account`, set by the edge): another account's order is
+answered exactly as an unknown one (404, absent from lists), never 403, so ids do not leak.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from projections.db import is_unavailable
-from services.ingress.responses import error_response, json_response
+from services.http.responses import error_response, json_response
 from services.query import views
 from services.query.params import InvalidQuery, Wait, encode_cursor, list_query, one_order, params_of
 from services.query.reads import Reads
@@ -78,9 +81,9 @@ def _reject_execute(request: Request) -> None:
         raise HTTPException(405, headers={"Allow": "POST"})
 
 
-async def _read(ctx: QueryContext, order_id: str, wait: Wait) -> _Seen:
+async def _read(ctx: QueryContext, order_id: str, wait: Wait, account: str) -> _Seen:
     async with ctx.pool.acquire() as conn:
-        row = await ctx.reads.order(conn, order_id)
+        row = await ctx.reads.order(conn, order_id, account)
         position = None
         ok = wait.min_seq is None or (row is not None and row["last_seq"] >= wait.min_seq)
         if wait.min_position is not None:
@@ -90,17 +93,17 @@ async def _read(ctx: QueryContext, order_id: str, wait: Wait) -> _Seen:
     return _Seen(row, position, ok)
 
 
-async def _read_waiting(ctx: QueryContext, order_id: str, wait: Wait) -> tuple[_Seen, bool]:
+async def _read_waiting(ctx: QueryContext, order_id: str, wait: Wait, account: str) -> tuple[_Seen, bool]:
     """The order as soon as the projection satisfies `wait` (or at once without one); (seen, in time)."""
     last: list[_Seen] = []
 
     async def check() -> _Seen | None:
-        seen = await _read(ctx, order_id, wait)
+        seen = await _read(ctx, order_id, wait, account)
         last[:] = [seen]
         return seen if seen.ok else None
 
     if not wait.wanted:
-        return await _read(ctx, order_id, wait), True
+        return await _read(ctx, order_id, wait, account), True
     seen = await ctx.waiter.wait(check, wait.wait_ms / 1000)
     return (seen, True) if seen is not None else (last[0], False)
 
@@ -134,7 +137,7 @@ async def _projected_order(request: Request) -> tuple[QueryContext, str, Any] | 
         )
     except InvalidQuery as exc:
         return error_response(400, exc.summary, exc.problems)
-    seen, in_time = await _read_waiting(ctx, order_id, wait)
+    seen, in_time = await _read_waiting(ctx, order_id, wait, request.state.account.name)
     if not in_time:
         return _not_caught_up(ctx, order_id, wait, seen)
     if seen.row is None:
@@ -176,7 +179,7 @@ async def list_orders(request: Request) -> Response:
     except InvalidQuery as exc:
         return error_response(400, exc.summary, exc.problems)
     async with ctx.pool.acquire() as conn:
-        rows = await ctx.reads.page(conn, query)
+        rows = await ctx.reads.page(conn, query, request.state.account.name)
         summary = await ctx.reads.summary(conn)
     page = rows[: query.limit]
     more = len(rows) > query.limit

@@ -3,12 +3,14 @@ order on the page `oee api` serves and watches it reach `confirmed`, live over t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -16,6 +18,7 @@ import websockets
 from playwright.async_api import Page, async_playwright, expect
 
 from events.topics import Topics
+from services.accounts import store
 from services.config import Settings
 from tests.e2e.harness import LogReader, Proc, free_port, service, wait_http, wait_log
 
@@ -47,6 +50,14 @@ class Api:
 @pytest.fixture
 async def api(infra: Settings, topics: Topics, tmp_path: Path) -> AsyncIterator[Api]:
     """venue + router + `oee api` (ingress, gateway and page in one process) on this test's topics."""
+    async with system(infra, topics, tmp_path, {}) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def system(
+    infra: Settings, topics: Topics, tmp_path: Path, api_env: dict[str, str]
+) -> AsyncIterator[Api]:
     settings = dataclasses.replace(infra, topic_prefix=topics.events.removesuffix("orders.events"))
     venue_port, api_port = free_port(), free_port()
     env = {
@@ -59,7 +70,7 @@ async def api(infra: Settings, topics: Topics, tmp_path: Path) -> AsyncIterator[
     router = service(
         "router", settings, tmp_path, dict(env, VENUE_URL=f"http://127.0.0.1:{venue_port}")
     ).start()
-    ingress = service("api", settings, tmp_path, {"PORT": str(api_port)}).start()
+    ingress = service("api", settings, tmp_path, {"PORT": str(api_port), **api_env}).start()
     procs = [venue, router, ingress]
     try:
         await wait_http(f"http://127.0.0.1:{venue_port}/health", venue)
@@ -155,3 +166,56 @@ async def test_a_seed_client_follows_the_wsurl_on_the_api_port(api: Api) -> None
     assert all({"orderId", "status", "data", "ts", "seq"} <= set(f) for f in frames)
     assert frames[0]["data"]["order"]["amountIn"] == SEED_ORDER["amountIn"]
     assert frames[-1]["data"]["txHash"]
+
+
+@dataclasses.dataclass
+class KeyedApi:
+    api: Api
+    trader: str
+    operator: str
+
+
+@pytest.fixture
+async def keyed_api(infra: Settings, topics: Topics, tmp_path: Path, unique: str) -> AsyncIterator[KeyedApi]:
+    """The same system with `AUTH=keys`, and a trader's and an operator's key."""
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        trader = await store.create_account(conn, f"page-{unique}")
+        operator = await store.create_account(conn, f"page-ops-{unique}", operator=True)
+    finally:
+        await conn.close()
+    async with system(infra, topics, tmp_path, {"AUTH": "keys", "LAG_INTERVAL_MS": "500"}) as running:
+        yield KeyedApi(running, trader.key, operator.key)
+
+
+async def test_under_keys_a_person_pastes_a_key_and_watches_the_order_confirm(
+    keyed_api: KeyedApi, page: Page
+) -> None:
+    await page.goto(keyed_api.api.url + "/")  # the page itself is a shell: it loads without a key
+    await page.click("#submit")
+    error = page.locator("#form-error")
+    await expect(error).to_contain_text("HTTP 401")
+    await expect(error).to_contain_text("paste a valid API key")
+    assert await page.locator("article.order").count() == 0
+
+    await page.fill("#api-key", keyed_api.trader)
+    await page.click("#submit")
+    card = page.locator("article.order").first
+    await expect(card.locator(".order-status")).to_have_text("confirmed", timeout=60_000)
+    statuses = await card.locator(".timeline li").evaluate_all("items => items.map(i => i.dataset.status)")
+    assert statuses == ["pending", "routing", "building", "submitted", "confirmed"]
+    # The key stays in this tab (sessionStorage) and never in the page's address.
+    assert keyed_api.trader not in page.url
+    assert await page.evaluate("sessionStorage.getItem('oee.apiKey')") == keyed_api.trader
+
+
+async def test_under_keys_the_dashboard_needs_an_operator_key(keyed_api: KeyedApi, page: Page) -> None:
+    await page.goto(keyed_api.api.url + "/dashboard")
+    await expect(page.locator("#poll-state")).to_contain_text("401", timeout=20_000)
+    await page.fill("#api-key", keyed_api.trader)
+    await expect(page.locator("#poll-state")).to_contain_text("403", timeout=20_000)
+    await page.fill("#api-key", keyed_api.operator)
+    await page.wait_for_function(
+        "Number(document.getElementById('seq').dataset.value || 0) > 0", timeout=60_000
+    )
+    await expect(page.locator("#poll-state")).to_have_text("", timeout=20_000)

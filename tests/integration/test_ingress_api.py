@@ -23,12 +23,13 @@ from events.codec import decode
 from events.topics import Topics
 from events.types import OrderRequested
 from services.config import Settings
-from services.ingress.app import create_app
 from services.ingress.options import IngressOptions
+from tests.api_harness import api_app
 
 pytestmark = pytest.mark.integration
 
 URL = "/api/orders/execute"
+JSON = {"Content-Type": "application/json"}
 # The bodies of the seed's Postman collection, verbatim.
 SEED_SELL_SOL = {
     "baseToken": "SOL",
@@ -65,10 +66,10 @@ async def serving(
     settings: Settings, options: IngressOptions | None = None, *, connected: bool = True
 ) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """The app with its lifespan running (producer, db pool), and a client talking ASGI to it."""
-    app = create_app(settings, options=options or IngressOptions())
+    app = api_app(settings, options=options)
     async with app.router.lifespan_context(app):
         if connected:
-            await asyncio.wait_for(app.state.publisher.wait_connected(), 30)
+            await asyncio.wait_for(app.state.ingress.publisher.wait_connected(), 30)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ingress"
         ) as client:
@@ -197,7 +198,9 @@ async def test_every_validation_rule_is_a_400_naming_the_field_and_writes_nothin
     async with running(settings) as client:
         for body, field in BAD:
             r = await (
-                client.post(URL, content=body) if isinstance(body, bytes) else client.post(URL, json=body)
+                client.post(URL, content=body, headers=JSON)
+                if isinstance(body, bytes)
+                else client.post(URL, json=body)
             )
             assert r.status_code == 400, (body, r.text)
             assert field in [d["field"] for d in r.json()["details"]], (body, r.text)
@@ -232,13 +235,13 @@ async def test_a_producer_whose_sender_died_is_replaced(infra: Settings, topics:
         assert (await client.post(URL, json=SEED_SELL_SOL)).status_code == 201
         # What a fatal producer error (OutOfOrderSequenceNumber after a broker restart) leaves behind:
         # a producer whose sender task has ended, so nothing sent through it would ever be delivered.
-        sender_task = app.state.publisher._producer._sender.sender_task
+        sender_task = app.state.ingress.publisher._producer._sender.sender_task
         sender_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender_task
         r = await client.post(URL, json=SEED_SELL_SOL)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        await asyncio.wait_for(app.state.publisher.wait_connected(), 30)
+        await asyncio.wait_for(app.state.ingress.publisher.wait_connected(), 30)
         ok = await client.post(URL, json=SEED_BUY_SOL)
         assert ok.status_code == 201
     assert_logged(await read_topic(settings, topics.requests), ok.json())
@@ -287,14 +290,14 @@ async def test_a_down_broker_gives_503_and_the_ingress_connects_once_it_is_up(
             # The broker "comes up" on the bootstrap address: a forwarder starts listening on that socket.
             proxy = await asyncio.start_server(forward, sock=sock)
             async with proxy:
-                await asyncio.wait_for(app.state.publisher.wait_connected(), 30)
+                await asyncio.wait_for(app.state.ingress.publisher.wait_connected(), 30)
                 ok = await client.post(URL, json=SEED_SELL_SOL)
                 assert ok.status_code == 201
                 proxy.close()
     assert_logged(await read_topic(infra, topics.requests), ok.json())
 
 
-async def test_a_down_database_makes_the_ingress_not_ready_but_orders_still_flow(
+async def test_a_down_database_fails_keyed_orders_closed_while_unkeyed_ones_flow(
     infra: Settings, topics: Topics
 ) -> None:
     with _refusing_socket() as sock:
@@ -304,4 +307,11 @@ async def test_a_down_database_makes_the_ingress_not_ready_but_orders_still_flow
             ready = await client.get("/ready")
             assert ready.status_code == 503
             assert (ready.json()["broker"], ready.json()["database"]) == ("ok", "down")
+            # Without a key nothing needs checking: the log is the truth, and a random id is never a repeat.
             assert (await client.post(URL, json=SEED_BUY_SOL)).status_code == 201
+            # A key that cannot be checked is refused, not guessed: it could be a repeat with another body.
+            keyed = await client.post(URL, json=SEED_BUY_SOL, headers={"Idempotency-Key": "unverifiable"})
+            assert keyed.status_code == 503 and keyed.headers["retry-after"] == "1"
+            assert "cannot be checked" in keyed.json()["error"]
+    records = await read_topic(infra, topics.requests)
+    assert len(records) == 1 and decode(records[0].value).data.idempotency_key is None  # type: ignore[attr-defined]

@@ -7,7 +7,6 @@ import asyncio
 import orjson
 import pytest
 
-from events.codec import decode
 from events.topics import Topics
 from services.config import Settings
 from services.ingress.intake import order_id_for
@@ -71,20 +70,40 @@ async def test_the_key_with_another_body_is_a_422_and_writes_nothing(
     assert len(await read_topic(settings, topics.requests)) == 1
 
 
-async def test_a_restarted_ingress_gives_the_key_the_same_order_id(
+async def test_a_restarted_ingress_replays_the_key_and_refuses_another_body(
     infra: Settings, topics: Topics, unique: str
 ) -> None:
     settings = settings_for(infra, topics)
     key = {"Idempotency-Key": f"restart-{unique}"}
     async with running(settings) as client:
         before = await client.post(URL, json=SEED_SELL_SOL, headers=key)
-    async with running(settings) as client:  # a fresh process: its key store is empty
-        after = await client.post(URL, json=SEED_SELL_SOL, headers=key)
-    assert before.status_code == after.status_code == 201
-    assert before.json()["orderId"] == after.json()["orderId"] == order_id_for(key["Idempotency-Key"])
+    async with running(settings) as client:  # a fresh process: its in-process cache is empty
+        other = await client.post(URL, json=SEED_BUY_SOL, headers=key)
+        again = await client.post(URL, json=SEED_SELL_SOL, headers=key)
+    assert before.status_code == 201
+    assert other.status_code == 422 and other.json()["details"][0]["field"] == "Idempotency-Key"
+    assert again.status_code == 201 and again.json() == before.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert before.json()["orderId"] == order_id_for(key["Idempotency-Key"])
     records = await read_topic(settings, topics.requests)
-    # Two records of one order: the router keeps the first OrderRequested of an order id and drops the rest.
-    assert {r.key for r in records} == {before.json()["orderId"].encode()}
-    first, second = (decode(r.value) for r in sorted(records, key=lambda r: r.offset))
-    assert first.data == second.data
-    assert first.event_id != second.event_id
+    assert len(records) == 1, "the restarted ingress wrote nothing: the key was known durably"
+
+
+async def test_fifty_concurrent_identical_posts_over_two_ingress_apps_make_one_order(
+    infra: Settings, topics: Topics, unique: str
+) -> None:
+    """Two apps, each with its own cache, pool and producer (two API processes): only PostgreSQL is shared."""
+    settings = settings_for(infra, topics)
+    key = {"Idempotency-Key": f"two-{unique}"}
+    async with running(settings) as one, running(settings) as two:
+        answers = await asyncio.gather(
+            *((one if i % 2 else two).post(URL, json=SEED_SELL_SOL, headers=key) for i in range(50))
+        )
+        replays = [await c.post(URL, json=SEED_SELL_SOL, headers=key) for c in (one, two)]
+    statuses = [r.status_code for r in answers]
+    assert set(statuses) <= {201, 409} and 201 in statuses, statuses
+    accepted = {r.text for r in answers if r.status_code == 201} | {r.text for r in replays}
+    assert len(accepted) == 1, "every 201 for the key, from either app, is the same answer"
+    assert all(r.status_code == 201 and r.headers["idempotent-replayed"] == "true" for r in replays)
+    records = await read_topic(settings, topics.requests)
+    assert len(records) == 1

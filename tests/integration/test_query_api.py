@@ -1,4 +1,4 @@
-"""The read API on the ingress app, against a real Postgres projection (and the real projector for waits)."""
+"""The read API in the API app, against a real Postgres projection (and the real projector for waits)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from projections.fold import LogRecord, decode_records, fold
 from projections.store import ProjectionStore
 from services import query
 from services.config import Settings
-from services.ingress.app import create_app
+from tests.api_harness import api_app
 from tests.projection_fixtures import (
     log_end,
     produce,
@@ -38,10 +38,8 @@ T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 
 @contextlib.asynccontextmanager
 async def api(settings: Settings, schema: str, *, listen: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        settings,
-        extra_routes=query.routes(),
-        extra_lifespans=[query.lifespan(settings, schema=schema, listen=listen)],
+    app = api_app(
+        settings, ingress_part=False, more=[query.part(settings, schema=schema, listen=listen)], schema=schema
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

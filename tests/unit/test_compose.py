@@ -303,6 +303,16 @@ def test_http_ports(services: dict[str, Any]) -> None:
     assert api == str(default_port), f"the api is published on host port {api}, not {default_port}"
 
 
+def test_the_published_api_requires_keys(services: dict[str, Any]) -> None:
+    """The api binds 0.0.0.0: with AUTH=off it would refuse to start (and should: anyone could trade)."""
+    from services.accounts.options import AccountsOptions
+
+    env = _env(services, "api")
+    accounts = AccountsOptions.from_env(env)
+    assert accounts.auth == "keys", "compose.yaml's api must run AUTH=keys"
+    accounts.check_exposure("HOST", env["HOST"])  # raises ConfigError if it would refuse to start
+
+
 # --- commands ----------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from events import codec
 from events.codec import (
     EventDecodeError,
     InvalidEvent,
@@ -21,7 +20,7 @@ from events.codec import (
     key_for,
 )
 from events.examples import confirmed_stream, example_events, failed_stream
-from events.types import EVENT_TYPES, SCHEMA_VERSION, OrderRouting
+from events.types import EVENT_TYPES, SCHEMA_VERSION, OrderRequested, OrderRouting
 
 EXAMPLES = example_events()
 
@@ -229,6 +228,11 @@ def test_a_non_utc_offset_is_normalised_to_utc() -> None:
     assert json.loads(encode(event))["occurred_at"] == "2025-03-14T09:26:53.793000Z"
 
 
+def _upcaster(monkeypatch: pytest.MonkeyPatch, version: int, fn: Any) -> None:
+    """Give OrderRouting an upcaster from `version` (on the class, where upcasters live)."""
+    monkeypatch.setattr(OrderRouting, "upcasters", {**OrderRouting.upcasters, version: fn})
+
+
 class TestUpcasting:
     """Old versions stay in the log as written and are upcast on every read."""
 
@@ -240,13 +244,13 @@ class TestUpcasting:
         return json.dumps(obj).encode()
 
     def test_an_old_version_is_upcast_then_validated(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setitem(SCHEMA_VERSION, "OrderRouting", 2)
+        monkeypatch.setattr(OrderRouting, "version", 2)
 
         def v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
             obj["data"] = {"attempt": obj["data"]["try"]}
             return obj
 
-        monkeypatch.setitem(codec.UPCASTERS, ("OrderRouting", 1), v1_to_v2)
+        _upcaster(monkeypatch, 1, v1_to_v2)
         event = decode(self._v1_routing())
         assert isinstance(event, OrderRouting)
         assert event.data.attempt == 1
@@ -255,7 +259,7 @@ class TestUpcasting:
         assert event.event_id == EXAMPLES["OrderRouting"].event_id
 
     def test_upcasters_chain_across_versions(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setitem(SCHEMA_VERSION, "OrderRouting", 3)
+        monkeypatch.setattr(OrderRouting, "version", 3)
         seen: list[int] = []
 
         def v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
@@ -268,8 +272,8 @@ class TestUpcasting:
             obj["data"] = {"attempt": obj["data"]["attempt_no"]}
             return obj
 
-        monkeypatch.setitem(codec.UPCASTERS, ("OrderRouting", 1), v1_to_v2)
-        monkeypatch.setitem(codec.UPCASTERS, ("OrderRouting", 2), v2_to_v3)
+        _upcaster(monkeypatch, 1, v1_to_v2)
+        _upcaster(monkeypatch, 2, v2_to_v3)
         event = decode(self._v1_routing())
         assert seen == [1, 2]
         assert event.schema_version == 3
@@ -278,8 +282,8 @@ class TestUpcasting:
     def test_an_old_record_that_happens_to_decode_is_still_upcast(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setitem(SCHEMA_VERSION, "OrderRouting", 2)
-        monkeypatch.setitem(codec.UPCASTERS, ("OrderRouting", 1), lambda obj: {**obj, "data": {"attempt": 2}})
+        monkeypatch.setattr(OrderRouting, "version", 2)
+        _upcaster(monkeypatch, 1, lambda obj: {**obj, "data": {"attempt": 2}})
         event = decode(encode(EXAMPLES["OrderRouting"]))
         assert isinstance(event, OrderRouting) and event.data.attempt == 2
 
@@ -287,22 +291,49 @@ class TestUpcasting:
         def boom(obj: dict[str, Any]) -> dict[str, Any]:
             raise AssertionError("upcaster ran on a current-version record")
 
-        monkeypatch.setitem(codec.UPCASTERS, ("OrderRouting", 1), boom)
+        _upcaster(monkeypatch, 1, boom)
         assert decode(encode(EXAMPLES["OrderRouting"])) == EXAMPLES["OrderRouting"]
 
     def test_a_missing_upcaster_is_an_invalid_event(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setitem(SCHEMA_VERSION, "OrderRouting", 2)
+        monkeypatch.setattr(OrderRouting, "version", 2)
         with pytest.raises(InvalidEvent, match="no upcaster registered for OrderRouting v1"):
             decode(self._v1_routing())
 
     def test_a_failing_upcaster_is_an_invalid_event(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setitem(SCHEMA_VERSION, "OrderRouting", 2)
-        monkeypatch.setitem(codec.UPCASTERS, ("OrderRouting", 1), lambda obj: obj["data"]["missing"])
+        monkeypatch.setattr(OrderRouting, "version", 2)
+        _upcaster(monkeypatch, 1, lambda obj: obj["data"]["missing"])
         with pytest.raises(InvalidEvent, match="upcasting OrderRouting v1 failed"):
             decode(self._v1_routing())
 
     def test_an_upcast_result_is_validated_strictly(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setitem(SCHEMA_VERSION, "OrderRouting", 2)
-        monkeypatch.setitem(codec.UPCASTERS, ("OrderRouting", 1), lambda obj: obj)  # forgets the rename
+        monkeypatch.setattr(OrderRouting, "version", 2)
+        _upcaster(monkeypatch, 1, lambda obj: obj)  # forgets the rename
         with pytest.raises(InvalidEvent, match="after upcasting v1 to v2"):
             decode(self._v1_routing())
+
+
+class TestOrderRequestedVersions:
+    """OrderRequested v2 names the account; a v1 record (written before accounts) reads as account `local`."""
+
+    def test_the_upcaster_lives_on_the_class(self) -> None:
+        assert OrderRequested.version == 2 == SCHEMA_VERSION["OrderRequested"]
+        assert set(OrderRequested.upcasters) == {1}
+        assert OrderRouting.version == 1 and not OrderRouting.upcasters
+
+    def test_a_v1_record_reads_as_the_local_account(self) -> None:
+        def as_v1(obj: dict[str, Any]) -> None:
+            obj["schema_version"] = 1
+            del obj["data"]["account_id"]
+
+        raw = _raw("OrderRequested", as_v1)
+        event = decode(raw)
+        assert isinstance(event, OrderRequested)
+        assert event.data.account_id == "local" and event.schema_version == 2
+        assert event.data.idempotency_key == EXAMPLES["OrderRequested"].data.idempotency_key  # type: ignore[attr-defined]
+        assert headers_for(event)[1] == ("schema_version", b"2")
+
+    def test_v2_keeps_its_account_and_requires_a_valid_one(self) -> None:
+        event = decode(encode(EXAMPLES["OrderRequested"]))
+        assert isinstance(event, OrderRequested) and event.data.account_id == "desk-7"
+        with pytest.raises(InvalidEvent, match="account_id"):
+            decode(_raw("OrderRequested", _set("data.account_id", "Not An Account")))

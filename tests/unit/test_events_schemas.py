@@ -40,7 +40,7 @@ def test_every_event_type_is_documented_with_its_status() -> None:
         assert f"### {name} → `{STATUS[name]}`" in doc
     for header in ("dlq.source.topic", "dlq.source.partition", "dlq.source.offset", "dlq.error"):
         assert header in doc
-    assert "UPCASTERS" in doc
+    assert "`upcasters`" in doc
 
 
 def test_every_json_example_in_the_doc_is_a_valid_event() -> None:

@@ -43,7 +43,8 @@ def test_registries_cover_every_event_type_in_lifecycle_order() -> None:
     ]  # fmt: skip
     assert set(STATUS) == set(PAYLOAD_TYPES) == set(SCHEMA_VERSION) == set(EVENT_TYPES)
     assert list(STATUS.values()) == ["pending", "routing", "building", "submitted", "confirmed", "failed"]
-    assert set(SCHEMA_VERSION.values()) == {1}
+    assert SCHEMA_VERSION == {name: cls.version for name, cls in EVENT_TYPES.items()}
+    assert SCHEMA_VERSION["OrderRequested"] == 2 and set(SCHEMA_VERSION.values()) == {1, 2}
     for name, cls in EVENT_TYPES.items():
         assert cls.type == name
         assert cls.__struct_config__.tag == name

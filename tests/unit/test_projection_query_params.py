@@ -86,10 +86,11 @@ def test_a_cursor_round_trips_and_is_bound_to_its_filters() -> None:
             decode_cursor(forged, q)
 
 
-def test_the_list_sql_uses_only_the_filters_given() -> None:
-    sql, args = list_sql('"s"', ListQuery(limit=10))
-    assert "WHERE" not in sql and args == [11]
+def test_the_list_sql_is_one_account_s_and_uses_only_the_filters_given() -> None:
+    sql, args = list_sql('"s"', ListQuery(limit=10), "alice")
+    assert "WHERE account_id = $1 ORDER BY" in sql and args == ["alice", 11]
     q = list_query(params_of([("venue", "meteora"), ("from", "2025-03-14T09:00:00Z")]))
-    sql, args = list_sql('"s"', q)
-    assert "selected_dex = $1" in sql and "created_at >= $2" in sql and args[-1] == DEFAULT_LIMIT + 1
-    assert sql.endswith("ORDER BY created_at DESC, id DESC LIMIT $3")
+    sql, args = list_sql('"s"', q, "bob")
+    assert "account_id = $1" in sql and "selected_dex = $2" in sql and "created_at >= $3" in sql
+    assert args[0] == "bob" and args[-1] == DEFAULT_LIMIT + 1
+    assert sql.endswith("ORDER BY created_at DESC, id DESC LIMIT $4")

@@ -1,5 +1,8 @@
 // The order page: POST an order, then follow its frames on the WebSocket the answer names (wsUrl).
 // Frames: {orderId, seq, type, status, ts, occurredAt, data}. A dropped stream resumes with ?fromSeq=<last seq>.
+// Under AUTH=keys the user pastes an API key: it goes with the POST as `Authorization: Bearer <key>` and with
+// the WebSocket as the subprotocol `bearer.<key>` (a browser cannot set headers on a WebSocket). It is kept
+// in sessionStorage: this tab only, gone when it closes.
 "use strict";
 
 const RESUMABLE = new Set([1001, 1006, 1011, 1012, 1013]);
@@ -9,6 +12,21 @@ const form = document.getElementById("order-form");
 const formError = document.getElementById("form-error");
 const ordersEl = document.getElementById("orders");
 const template = document.getElementById("order-template");
+const keyInput = document.getElementById("api-key");
+
+keyInput.value = sessionStorage.getItem("oee.apiKey") || "";
+keyInput.addEventListener("input", () => sessionStorage.setItem("oee.apiKey", keyInput.value.trim()));
+document.getElementById("key-form").addEventListener("submit", (event) => event.preventDefault());
+
+function apiKey() {
+  return keyInput.value.trim();
+}
+
+// The subprotocols carrying the key; the API accepts the socket with "oee.v1".
+function wsProtocols() {
+  const key = apiKey();
+  return key ? ["oee.v1", `bearer.${key}`] : [];
+}
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -23,12 +41,14 @@ form.addEventListener("submit", async (event) => {
       amountIn: Number(form.amountIn.value),
     };
     if (form.slippageBps.value !== "") body.slippageBps = Number(form.slippageBps.value);
-    const response = await fetch("/api/orders/execute", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
+    const headers = { "Content-Type": "application/json" };
+    if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
+    const response = await fetch("/api/orders/execute", { method: "POST", headers, body: JSON.stringify(body) });
     const answer = await response.json().catch(() => ({}));
+    if (response.status === 401 || response.status === 403) {
+      showError(`${answer.error || "not allowed"} (HTTP ${response.status}): paste a valid API key above`);
+      return;
+    }
     if (response.status !== 201) {
       const details = (answer.details || []).map((d) => `${d.field}: ${d.message}`).join("\n");
       showError(`${answer.error || "request failed"} (HTTP ${response.status})${details ? "\n" + details : ""}`);
@@ -64,7 +84,7 @@ function follow(orderId, wsUrl, request) {
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}${wsUrl}` + (lastSeq ? `?fromSeq=${lastSeq}` : "");
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, wsProtocols());
     ws.onopen = () => setState(lastSeq ? `resumed after seq ${lastSeq}` : "live");
     ws.onmessage = (message) => {
       const frame = JSON.parse(message.data);

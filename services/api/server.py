@@ -1,0 +1,45 @@
+"""Run the API under uvicorn: uvloop, httptools, sans-I/O websockets, no access log (`oee api` runs it).
+
+Like Redis's protected mode, the API refuses to start with `AUTH=off` on an address other than loopback:
+without keys anyone who reaches the port could trade and read every order.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services import logs
+from services.accounts.options import AccountsOptions
+from services.api.app import create_app
+from services.config import Settings
+from services.gateway import server as gateway_server
+
+
+def server(settings: Settings, accounts: AccountsOptions | None = None) -> uvicorn.Server:
+    """A configured uvicorn server for the API (not started); raises `ConfigError` before binding anything."""
+    accounts = accounts or AccountsOptions.from_env()
+    accounts.check_exposure("HOST", settings.host)
+    config = uvicorn.Config(
+        create_app(settings, accounts=accounts),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        lifespan="on",
+        access_log=False,
+        log_config=None,  # `services.logs` already configured the root logger
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM; the lifespans flush the producer and close the pools on the way out."""
+    logs.setup(settings.log_level, settings.log_format, "oee.api")
+    uv = server(settings)
+    gateway_server.tune_gc()  # the API serves the WebSocket gateway too: thousands of connections
+    uv.run()
