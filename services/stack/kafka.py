@@ -18,7 +18,8 @@ from pathlib import Path
 from services.config import StackConfig
 from services.stack.procs import Managed, StackError, port_open, require_port_free
 
-HERE = Path(__file__).resolve().parent / "kafka"
+# The pom and log4j config; not in a `kafka/` folder, which mypy would take for this module.
+HERE = Path(__file__).resolve().parent / "kafka-files"
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
