@@ -61,18 +61,26 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
     from services.stack import manager
 
     settings = _settings()
-    for row in manager.status(settings):
-        line = f"{row.name:<10} {row.state:<20} {row.where:<36}"
-        if row.restarts is not None:
-            line += f" restarts {row.restarts:<3}"
-        if row.last_exit:
-            line += f" last exit: {row.last_exit}"
-        if row.alert:
-            line += f"  {row.alert}"
-        print(line.rstrip())
+    rows, snapshot = manager.status(settings)
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "state_dir": str(settings.stack.state_dir),
+                    "components": [dataclasses.asdict(r) for r in rows],
+                }
+            )
+        )
+        return 0
+    window = (snapshot or {}).get("supervisor", {}).get("crash_loop_window_s")
+    for row in rows:
+        print(row.text(window))
     print(f"state      {settings.stack.state_dir}")
     return 0
 
@@ -257,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brokers", type=int, metavar="N", help=brokers_help)
     p = add("down", cmd_down, "stop what `up` started")
     p.add_argument("--purge", action="store_true", help="also delete the broker's and the database's data")
-    add("status", cmd_status, "what runs where: pids, restarts, last exits, crash loops")
+    p = add("status", cmd_status, "what runs where: pids, restarts, last exits, crash loops")
+    p.add_argument("--json", action="store_true", help="one JSON object (components: name, state, pid, ...)")
     p = add("stack", cmd_stack, "the broker(s) and the database only")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--purge", action="store_true")

@@ -144,11 +144,8 @@ def cluster_id() -> str:
             return text
 
 
-def _cluster_id_for(cfg: StackConfig) -> str:
-    """The cluster id every node is formatted with, made once and kept in the layout file beside the data.
-
-    The layout file also fixes the node count; asking for another count later is a one-line error."""
-    layout = data_dir(cfg) / LAYOUT_FILE
+def check_layout(cfg: StackConfig) -> None:
+    """The node count is fixed when the cluster is formatted: asking for another later is a one-line error."""
     formatted = formatted_brokers(data_dir(cfg))
     asked = cfg.kafka_brokers_asked
     if formatted is not None and asked and asked != formatted:
@@ -156,6 +153,12 @@ def _cluster_id_for(cfg: StackConfig) -> str:
             f"the local Kafka cluster in {data_dir(cfg)} has {formatted} broker(s), not {asked}: unset "
             "OEE_KAFKA_BROKERS (or --brokers) to use it, or `oee down --purge` to start a new one"
         )
+
+
+def _cluster_id_for(cfg: StackConfig) -> str:
+    """The cluster id every node is formatted with, made once and kept in the layout file beside the data."""
+    layout = data_dir(cfg) / LAYOUT_FILE
+    formatted = formatted_brokers(data_dir(cfg))
     if layout.exists():
         return str(json.loads(layout.read_text())["cluster_id"])
     ident = cluster_id()
@@ -190,6 +193,7 @@ def start(cfg: StackConfig) -> dict[int, int]:
     """Start every node of this stack's cluster that is not running; node id -> pid once all of them answer.
 
     All nodes start before any is waited for: a node of a 3-voter quorum answers only once a majority runs."""
+    check_layout(cfg)
     pids = {n.node_id: _spawn(cfg, n) for n in cfg.kafka_nodes}
     wait_ready(cfg, cfg.kafka_nodes)
     return pids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.config import Settings
@@ -26,15 +27,32 @@ SERVICES: tuple[Service, ...] = (
 )
 
 
-def service_port(settings: Settings, service: Service) -> int | None:
+def _venue_var(env: Mapping[str, str], name: str) -> str:
+    from services.venue.config import VENUE_ENV_VARS
+
+    return env.get(name) or VENUE_ENV_VARS[name][0]
+
+
+def service_port(settings: Settings, service: Service, env: Mapping[str, str] | None = None) -> int | None:
+    """Where the service answers HTTP, read as plainly as possible: the supervisor must not fail on a
+    service's malformed settings (that service's own start reports them, and the supervisor shows the loop)."""
     if service.http_port_env is None:
         return None
     if service.http_port_env == "PORT":
         return settings.port
-    from services.venue.config import VENUE_ENV_VARS
+    raw = _venue_var(os.environ if env is None else env, service.http_port_env)
+    return int(raw) if raw.isdigit() else None
 
-    default = VENUE_ENV_VARS.get(service.http_port_env, ("0", ""))[0]
-    return int(os.environ.get(service.http_port_env) or default) or None
+
+def service_host(settings: Settings, service: Service, env: Mapping[str, str] | None = None) -> str:
+    """Where to reach the service from this machine: its bind address, loopback for a wildcard one."""
+    if service.http_port_env == "PORT":
+        host = settings.host
+    elif service.http_port_env is not None:
+        host = _venue_var(os.environ if env is None else env, "VENUE_HOST")
+    else:
+        return "127.0.0.1"
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -45,10 +63,7 @@ def service_env(settings: Settings) -> dict[str, str]:
     # The router reaches the venue server `up` starts, so the venue outlives a router crash (its ledger is
     # what proves a swap ran at most once).
     if not env.get("VENUE_URL"):
-        from services.venue.config import VenueConfig
-
-        venue = VenueConfig.from_env(env)
-        env["VENUE_URL"] = f"http://{venue.host}:{venue.port}"
+        env["VENUE_URL"] = f"http://{_venue_var(env, 'VENUE_HOST')}:{_venue_var(env, 'VENUE_PORT')}"
     # The simulated chain keeps its ledger across restarts, as a real one would.
     env.setdefault("VENUE_LEDGER_PATH", str(settings.stack.state_dir / "venue" / "ledger.jsonl"))
     # The venue and the router share a secret; one the operator did not give is made once and kept.

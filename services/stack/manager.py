@@ -19,8 +19,8 @@ from typing import Any
 
 from services.config import Settings
 from services.stack import kafka, postgres, venue_secret
-from services.stack.lineup import SERVICES, service_port
-from services.stack.procs import Managed, StackError, file_lock
+from services.stack.lineup import SERVICES, service_host, service_port
+from services.stack.procs import Managed, StackError, file_lock, port_open
 from services.stack.supervisor import SUPERVISOR, read_snapshot
 from services.stack.supervisor_options import SupervisorOptions
 
@@ -75,6 +75,7 @@ def up(settings: Settings, echo: bool = True) -> None:
         venue_secret.ensure(state)  # before the supervisor: it hands the secret to the venue and the router
         supervisor = Managed(SUPERVISOR, state)
         if supervisor.pid() is None:
+            _require_service_ports_free(settings)
             argv = [sys.executable, "-m", "services.cli", "supervise"]
             env = _supervisor_env(settings)
             supervisor.start(argv, env=env, output=state / "logs" / f"{SUPERVISOR}.out")
@@ -86,6 +87,20 @@ def up(settings: Settings, echo: bool = True) -> None:
             port = service_port(settings, next(s for s in SERVICES if s.name == c["name"]))
             where = f"http://{settings.host}:{port}" if port else ""
             print(f"{c['name']:<9} pid {c['pid']:<6} {where}  log {c['log']}")
+
+
+def _require_service_ports_free(settings: Settings) -> None:
+    """A port some other program holds would only show as a crash loop later: say so now, in one line.
+    (A port held by our own service that a killed supervisor left is fine: the new supervisor replaces it.)"""
+    for service in SERVICES:
+        port = service_port(settings, service)
+        if port is None or Managed(service.name, settings.stack.state_dir).pid() is not None:
+            continue
+        if port_open(port, service_host(settings, service)):
+            raise StackError(
+                f"port {port} for {service.name} is already in use by another process; stop it or set "
+                f"{service.http_port_env}"
+            )
 
 
 def _supervisor_env(settings: Settings) -> dict[str, str]:
@@ -105,8 +120,10 @@ def wait_services_ready(settings: Settings) -> list[dict[str, Any]]:
     snapshot: dict[str, Any] | None = None
     while True:
         if supervisor.pid() is None:
-            tail = supervisor.log_tail(1) or _tail(state / "logs" / f"{SUPERVISOR}.out")
-            raise StackError(f"the supervisor exited; see {state / 'logs'}/{SUPERVISOR}.log: {tail[:200]}")
+            out = state / "logs" / f"{SUPERVISOR}.out"  # its stderr: a start-up error or a traceback
+            raise StackError(
+                f"the supervisor exited; see {out} and {supervisor.log_file}: {(_tail(out) or supervisor.log_tail(1))[:200]}"
+            )
         snapshot = read_snapshot(state)
         services = {c["name"]: c for c in (snapshot or {}).get("components", ()) if c["name"] in names}
         for name in names:
@@ -162,40 +179,65 @@ def down(settings: Settings, purge: bool = False, echo: bool = True) -> None:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of `oee status`."""
+    """One component in `oee status` (`--json` prints these as they are)."""
 
     name: str
-    state: str  # "running pid 123", "stopped", "external", "backoff (3 s)", ...
+    state: str  # running, starting, backoff, stopped, external
     where: str
-    restarts: int | None = None  # None: not supervised
+    pid: int | None = None
+    supervised: bool = False
+    restarts: int | None = None  # None: not supervised (no supervisor runs, or it does not watch this)
+    recent_restarts: int | None = None  # within the crash-loop window
+    crash_loop: bool = False
     last_exit: str | None = None
-    alert: str | None = None  # "CRASH-LOOP: 6 restarts in 120 s"
+    last_exit_ago_s: float | None = None
+    next_start_in_s: float | None = None  # while in backoff
+
+    def text(self, window_s: float | None = None) -> str:
+        state = f"{self.state} pid {self.pid}" if self.pid else self.state
+        if self.state == "backoff" and self.next_start_in_s is not None:
+            state += f" ({self.next_start_in_s:.0f} s)"
+        line = f"{self.name:<10} {state:<20} {self.where:<36}"
+        if self.restarts is not None:
+            line += f" restarts {self.restarts:<3}"
+        if self.last_exit and self.last_exit_ago_s is not None:
+            line += f" last exit: {self.last_exit} {_ago(self.last_exit_ago_s)}"
+        if self.crash_loop:
+            line += f"  CRASH-LOOP: {self.recent_restarts} restarts in {window_s or 0:.0f} s"
+        if self.pid and not self.supervised and self.name in {s.name for s in SERVICES}:
+            line += "  unsupervised (no supervisor runs: `oee up` replaces it)"
+        return line.rstrip()
 
 
-def status(settings: Settings) -> list[Row]:
-    """A row for the supervisor and for everything it keeps running (or would, were it running)."""
+def status(settings: Settings) -> tuple[list[Row], dict[str, Any] | None]:
+    """A row for the supervisor and for everything it keeps running (or would, were it running), and the
+    supervisor's snapshot (None when none runs)."""
     cfg = settings.stack
     snapshot = read_snapshot(cfg.state_dir)
     supervised = {c["name"]: c for c in (snapshot or {}).get("components", ())}
-    window = (snapshot or {}).get("supervisor", {}).get("crash_loop_window_s", 0)
     now = time.time()
 
     def row(name: str, pid: int | None, where: str) -> Row:
         c = supervised.get(name)
-        if c is None:  # no supervisor runs (or it does not watch this): what the pid file says
-            return Row(name, f"running pid {pid}" if pid else "stopped", where)
-        state = c["state"]
-        if state in ("running", "starting") and c["pid"]:
-            state = f"{state} pid {c['pid']}"
-        elif state == "backoff" and c["next_start_at"]:
-            state = f"backoff ({max(0.0, c['next_start_at'] - now):.0f} s)"
-        last = c["last_exit"] and f"{c['last_exit']} {_ago(now - c['last_exit_at'])}"
-        alert = f"CRASH-LOOP: {c['recent_restarts']} restarts in {window:.0f} s" if c["crash_loop"] else None
-        return Row(name, state, where, c["restarts"], last, alert)
+        if c is None:  # what the pid file says
+            return Row(name, "running" if pid else "stopped", where, pid)
+        return Row(
+            name,
+            c["state"],
+            where,
+            c["pid"],
+            supervised=True,
+            restarts=c["restarts"],
+            recent_restarts=c["recent_restarts"],
+            crash_loop=c["crash_loop"],
+            last_exit=c["last_exit"],
+            last_exit_ago_s=now - c["last_exit_at"] if c["last_exit_at"] else None,
+            next_start_in_s=max(0.0, c["next_start_at"] - now) if c["next_start_at"] else None,
+        )
 
     sup = Managed(SUPERVISOR, cfg.state_dir).pid()
     metrics = (snapshot or {}).get("supervisor", {}).get("metrics") or ""
-    rows = [Row(SUPERVISOR, f"running pid {sup}" if sup else "stopped", metrics)]
+    rows = [Row(SUPERVISOR, "running" if sup else "stopped", metrics, sup)]
     if cfg.external_kafka:
         rows.append(Row("kafka", "external", cfg.external_kafka))
     else:
@@ -207,12 +249,10 @@ def status(settings: Settings) -> list[Row]:
         rows.append(row("postgres", postgres.managed(cfg).pid(), cfg.database_url))
     for service in SERVICES:
         port = service_port(settings, service)
-        pid = Managed(service.name, cfg.state_dir).pid()
-        r = row(service.name, pid, f":{port}" if port else "-")
-        if snapshot is None and pid:
-            r = Row(r.name, r.state, r.where, alert="unsupervised (no supervisor runs: `oee up` replaces it)")
-        rows.append(r)
-    return rows
+        rows.append(
+            row(service.name, Managed(service.name, cfg.state_dir).pid(), f":{port}" if port else "-")
+        )
+    return rows, snapshot
 
 
 def _ago(seconds: float) -> str:

@@ -20,7 +20,7 @@ import sys
 from services import logs
 from services.config import Settings
 from services.stack import kafka, postgres
-from services.stack.lineup import SERVICES, service_env, service_port
+from services.stack.lineup import SERVICES, service_env, service_host, service_port
 from services.stack.procs import Managed, file_lock, stop_all
 from services.stack.supervisor import (
     SUPERVISOR,
@@ -37,7 +37,13 @@ log = logging.getLogger("oee.supervisor")
 def service_specs(settings: Settings) -> list[ServiceSpec]:
     env = service_env(settings)
     return [
-        ServiceSpec(s.name, (sys.executable, "-m", "services.cli", s.name), env, service_port(settings, s))
+        ServiceSpec(
+            s.name,
+            (sys.executable, "-m", "services.cli", s.name),
+            env,
+            service_port(settings, s, env),
+            service_host(settings, s, env),
+        )
         for s in SERVICES
     ]
 

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,11 @@ SETTLE_S = 2.0  # a service without a port counts as running once it has lived t
 WATCH_INTERVAL_S = 0.5  # how often the pid of a broker or the database is checked
 READ_CHUNK = 64 * 1024
 LAST_LINE_CHARS = 300  # the tail of a child's output quoted when it crash-loops
+# A line that says why a child died: an ERROR/CRITICAL log line (text or JSON), a traceback's last line, or
+# the one-line error of an `oee` command ("oee venue: VENUE_PORT=... is not an integer").
+_ERROR_WORDS = re.compile(
+    rb'\s(ERROR|CRITICAL)\s|"level": ?"(error|critical)"|^Traceback|^[\w.]*(Error|Exception)\b|^oee [\w-]+: '
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class ServiceSpec:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     ready_port: int | None = None
+    ready_host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,10 @@ class ComponentStatus:
     log: str | None = None
 
 
+def is_error_line(line: bytes) -> bool:
+    return _ERROR_WORDS.search(line) is not None
+
+
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -105,6 +116,7 @@ class Supervisor:
     _trackers: dict[str, RestartTracker] = field(default_factory=dict)
     _children: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     _last_line: dict[str, str] = field(default_factory=dict)
+    _last_error: set[str] = field(default_factory=set)  # children whose remembered line is an error line
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     snapshot: dict[str, Any] = field(default_factory=dict)  # the latest published, for the metrics thread
 
@@ -210,20 +222,31 @@ class Supervisor:
         return returncode
 
     async def _pump(self, name: str, stream: asyncio.StreamReader, output: RotatingLog) -> None:
+        self._last_line.pop(name, None)  # what a crash-loop report quotes comes from the latest run
+        self._last_error.discard(name)
         while chunk := await stream.read(READ_CHUNK):
             try:
                 output.write(chunk)
             except OSError as exc:  # a full disk must not stop the child: its pipe keeps draining
                 log.warning("writing %s's log failed: %s", name, exc)
-            lines = chunk.rstrip(b"\n").rsplit(b"\n", 1)
-            if lines[-1].strip():
-                self._last_line[name] = lines[-1][-LAST_LINE_CHARS:].decode("utf-8", "replace")
+            self._remember_last_line(name, chunk)
+
+    def _remember_last_line(self, name: str, chunk: bytes) -> None:
+        """The line that best says why a child died: its last error line, else its last line."""
+        lines = [line for line in chunk.splitlines() if line.strip()]
+        errors = [line for line in lines if is_error_line(line)]
+        pick = errors[-1] if errors else (lines[-1] if lines and name not in self._last_error else None)
+        if pick is not None:
+            text = pick[-LAST_LINE_CHARS:].decode("utf-8", "replace")
+            self._last_line[name] = text
+            if errors:
+                self._last_error.add(name)
 
     async def _mark_ready(self, spec: ServiceSpec, proc: asyncio.subprocess.Process) -> None:
         if spec.ready_port is None:
             await asyncio.sleep(SETTLE_S)  # a timer, not a synchronisation: "alive this long" is the check
         else:
-            while not await _port_accepts(spec.ready_port):
+            while not await _port_accepts(spec.ready_port, spec.ready_host):
                 await asyncio.sleep(0.2)
         if proc.returncode is None:
             self._status[spec.name].state = "running"
@@ -290,7 +313,7 @@ class Supervisor:
             # Loud on every restart while it lasts: a loop that only logged once would look like silence.
             log.error(
                 "%s is crash-looping: %d restarts in the last %.0f s (last exit: %s); still restarting it, "
-                "at most every %.0f s; its log: %s; its last line: %s",
+                "at most every %g s; its log: %s; its last error: %s",
                 name,
                 status.recent_restarts,
                 self.policy.loop_window_s,

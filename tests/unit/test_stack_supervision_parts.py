@@ -16,7 +16,7 @@ from services.config import ConfigError
 from services.metrics.supervisor import SupervisorCollector
 from services.stack import venue_secret
 from services.stack.procs import StackError
-from services.stack.supervisor import describe_exit
+from services.stack.supervisor import describe_exit, is_error_line
 from services.stack.supervisor_options import SupervisorOptions
 
 
@@ -72,6 +72,24 @@ def test_exits_read_as_a_person_would_say_them() -> None:
     assert describe_exit(70) == "exit code 70"
     assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
     assert describe_exit(-200) == "killed by signal 200"
+
+
+@pytest.mark.parametrize(
+    ("line", "says_why"),
+    [
+        (b"2026-12-01 21:22:15,810 ERROR uvicorn.error: [Errno 99] error while attempting to bind", True),
+        (b"2026-12-01 21:24:19,685 INFO  uvicorn.error: Application shutdown complete.", False),
+        (b"2026-12-01 21:24:19,685 CRITICAL oee.router: router exiting", True),
+        (b'{"ts":"x","level":"error","service":"oee.router","msg":"commit failed"}', True),
+        (b'{"ts":"x","level":"info","msg":"no error here"}', False),
+        (b"Traceback (most recent call last):", True),
+        (b"aiokafka.errors.KafkaConnectionError: Unable to bootstrap", True),
+        (b"oee venue: VENUE_FAILURE_RATE='2' must be a probability within 0..1", True),
+        (b"    raise KafkaConnectionError(f'Unable to bootstrap')", False),
+    ],
+)
+def test_the_line_quoted_for_a_crash_loop_is_an_error_line(line: bytes, says_why: bool) -> None:
+    assert is_error_line(line) is says_why
 
 
 def test_the_collector_exposes_restarts_readiness_and_crash_loops_per_component() -> None:
