@@ -101,10 +101,12 @@ class StackRun:
 
     # -- commands ---------------------------------------------------------------------------------------------
 
-    def oee(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def oee(
+        self, *args: str, timeout: float = 240, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "services.cli", *args],
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
