@@ -94,6 +94,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
     elif args.action == "down":
         stopped = manager.stack_down(settings, purge=args.purge)
         print(("stopped " + ", ".join(stopped)) if stopped else "the stack was not running")
+        if manager.supervisor_running(settings):
+            print(
+                "note: the supervisor still runs its services (they now lack a broker/database): `oee down` stops all"
+            )
     else:
         return cmd_status(args)
     return 0

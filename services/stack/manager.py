@@ -67,6 +67,10 @@ def stack_down(settings: Settings, purge: bool = False) -> list[str]:
     return stopped
 
 
+def supervisor_running(settings: Settings) -> bool:
+    return Managed(SUPERVISOR, settings.stack.state_dir).pid() is not None
+
+
 def up(settings: Settings, echo: bool = True) -> None:
     """The stack, then the supervisor (started unless one runs), then wait until every service is ready."""
     state = settings.stack.state_dir

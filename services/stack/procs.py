@@ -94,10 +94,6 @@ class Managed:
         self.pid_file.write_text(f"{pid} {started}\n" if started is not None else f"{pid}\n")
         self.stopped_file.unlink(missing_ok=True)
 
-    def forget(self) -> None:
-        """Drop the pid file (the process is gone, and nobody stopped it on purpose)."""
-        self.pid_file.unlink(missing_ok=True)
-
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> bool:
         """Signal the recorded pid, wait for it to exit (SIGKILL after `timeout`). False if nothing ran."""
         return bool(stop_all([self], sig, timeout))

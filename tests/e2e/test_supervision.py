@@ -28,9 +28,14 @@ SERVICES = ("venue", "router", "projector", "api")
 ORDER = {"baseToken": "SOL", "quoteToken": "USDC", "side": "buy", "amountIn": 150, "slippageBps": 100}
 
 
+LOG_MAX = 4096  # the smallest allowed: a router's start alone writes more than that
+
+
 @pytest.fixture
 def run(infra: Settings, tmp_path: Path) -> Iterator[StackRun]:
-    stack = StackRun.create(tmp_path, shared_kafka=infra.bootstrap_servers)
+    stack = StackRun.create(
+        tmp_path, shared_kafka=infra.bootstrap_servers, OEE_LOG_MAX_BYTES=str(LOG_MAX), OEE_LOG_BACKUPS="2"
+    )
     yield stack
     stack.down()
 
@@ -127,6 +132,14 @@ async def test_killed_services_and_database_come_back_counted_and_a_killed_super
     down = run.oee("down")
     assert down.returncode == 0 and "supervisor" in down.stdout, down.stdout + down.stderr
     assert not any(pid_alive(replaced[name]["pid"]) for name in (*SERVICES, "supervisor", "postgres"))
+
+    # Three router starts wrote well over 4 KiB: its log rotated, and no log of ours outgrew its bound.
+    logs = run.state_dir / "logs"
+    assert (logs / "router.log.1").exists(), sorted(p.name for p in logs.iterdir())
+    for name in (*SERVICES, "supervisor"):
+        family = sorted(logs.glob(f"{name}.log*"))
+        assert [p.name for p in family if p.name.endswith(".3")] == [], family
+        assert all(p.stat().st_size <= LOG_MAX for p in family), [(p.name, p.stat().st_size) for p in family]
 
 
 async def test_a_service_that_exits_at_once_is_reported_as_crash_looping(
