@@ -14,12 +14,13 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import orjson
 import pytest
+import websockets
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from events.topics import Topics, topic_specs
-from services.config import Settings
 from tests.e2e.harness import LogReader, assert_lifecycle
 from tests.e2e.stackrun import StackRun
 
@@ -27,13 +28,16 @@ pytestmark = pytest.mark.e2e
 
 ORDER = {"baseToken": "SOL", "quoteToken": "USDC", "side": "sell", "amountIn": 1.5, "slippageBps": 100}
 CLIENTS = 4
+KEY = f"replication-{time.time_ns()}"
 BEFORE_S = 5.0  # orders flowing before the kill
 AFTER_S = 20.0  # and after it: the election and the clients' recovery happen in here
 
 
 @pytest.fixture
-def run(infra: Settings, tmp_path: Path) -> Iterator[StackRun]:
-    stack = StackRun.create(tmp_path, brokers=3, shared_database=infra.database_url)
+def run(tmp_path: Path) -> Iterator[StackRun]:
+    # Everything of its own, PostgreSQL included: the projector's positions are per topic name, and a fresh
+    # cluster's topic names would meet positions another cluster left in a shared database.
+    stack = StackRun.create(tmp_path, brokers=3)
     yield stack
     stack.down()
 
@@ -52,6 +56,25 @@ async def post_continuously(
             if answer.status_code == 201:
                 accepted.append(answer.json()["orderId"])
             await asyncio.sleep(0.05)  # a client's think time, ~15 orders/s each when the API answers at once
+
+
+async def watch_one_order(api: str) -> list[dict]:  # type: ignore[type-arg]
+    """Post one order (retrying 503s with its Idempotency-Key, as a client should) and follow it over the
+    API's WebSocket from right after its 201: its later frames come from the gateway's live tail of the log."""
+    async with httpx.AsyncClient(base_url=api, timeout=15) as client:
+        for _ in range(60):
+            answer = await client.post("/api/orders/execute", json=ORDER, headers={"Idempotency-Key": KEY})
+            if answer.status_code == 201:
+                break
+            assert answer.status_code == 503, answer.text
+            await asyncio.sleep(0.5)
+        assert answer.status_code == 201, answer.text
+    url = api.replace("http://", "ws://") + f"/ws/orders/{answer.json()['orderId']}"
+    frames = []
+    async with asyncio.timeout(90), websockets.connect(url, open_timeout=30) as socket:
+        async for message in socket:  # the gateway closes after the terminal frame
+            frames.append(orjson.loads(message))
+    return frames
 
 
 async def describe(bootstrap: str, names: list[str]) -> dict[str, list[dict]]:  # type: ignore[type-arg]
@@ -123,11 +146,15 @@ async def test_a_killed_partition_leader_loses_no_acknowledged_order_and_rejoins
         name = "kafka" if victim == 1 else f"kafka-{victim}"
         killed = run.broker_signal(victim, signal.SIGKILL)
         killed_at = time.monotonic()
+        watched = asyncio.create_task(watch_one_order(run.api))
         await asyncio.sleep(AFTER_S)
     finally:
         stop.set()
         await asyncio.gather(*clients)
     assert len(accepted) - before > 0, f"nothing accepted after the kill: {outcomes}\n{run.logs_tail()}"
+    frames = await watched
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1)), "the gateway streamed without a gap"
+    assert frames[-1]["status"] in ("confirmed", "failed") and len(frames) >= 5, frames
 
     async with LogReader(run.bootstrap, topics.events) as log:
         await log.wait_terminal(accepted, 120)
