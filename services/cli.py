@@ -314,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:
+        # Everything after `test` is pytest's: argparse's REMAINDER refuses a first argument like `-q`.
+        return cmd_test(argparse.Namespace(pytest_args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
