@@ -47,8 +47,8 @@ def free_port_block(count: int, attempts: int = 200) -> int:
         try:
             for port in range(base, base + count):
                 s = socket.socket()
+                held.append(s)  # before bind: a refused one is closed too
                 s.bind(("127.0.0.1", port))
-                held.append(s)
             return base
         except OSError:
             continue
