@@ -55,7 +55,8 @@ def infra_specs(settings: Settings) -> list[InfraSpec]:
         for node in cfg.kafka_nodes:
             proc = kafka.managed(cfg, node)
             start = functools.partial(kafka.start_node, cfg, node.node_id)
-            specs.append(InfraSpec(node.name, "broker", proc.pid, proc.stopped_on_purpose, start))
+            log = proc.log_file.with_name(f"{node.name}-server.log")  # log4j's file, not the JVM's stdout
+            specs.append(InfraSpec(node.name, "broker", proc.pid, proc.stopped_on_purpose, start, log))
     if not cfg.external_database:
         proc = postgres.managed(cfg)
         start = functools.partial(postgres.start, cfg)

@@ -68,6 +68,7 @@ class InfraSpec:
     pid: Callable[[], int | None]
     stopped_on_purpose: Callable[[], bool]
     start: Callable[[], int]  # blocking: starts it, returns its pid once it answers; raises when it cannot
+    log: Path | None = None  # where it logs (default: logs/<name>.log)
 
 
 @dataclass
@@ -124,7 +125,7 @@ class Supervisor:
         for spec in self.services:
             self._add(spec.name, "service", self.state_dir / "logs" / f"{spec.name}.log")
         for infra in self.infra:
-            self._add(infra.name, infra.kind, self.state_dir / "logs" / f"{infra.name}.log")
+            self._add(infra.name, infra.kind, infra.log or self.state_dir / "logs" / f"{infra.name}.log")
 
     def _add(self, name: str, kind: str, log_file: Path) -> None:
         self._status[name] = ComponentStatus(name, kind, log=str(log_file))
@@ -168,7 +169,11 @@ class Supervisor:
         try:
             while not self._stopping:
                 started = time.monotonic()
-                returncode = await self._run_once(spec, output, managed)
+                try:
+                    returncode = await self._run_once(spec, output, managed)
+                except Exception:  # a bug of ours must not end the supervision of this child
+                    log.exception("supervising %s failed; starting it again", spec.name)
+                    returncode = 127
                 ran_for = time.monotonic() - started
                 status.last_exit, status.last_exit_at = describe_exit(returncode), time.time()
                 status.pid, status.running_since = None, None
@@ -204,7 +209,9 @@ class Supervisor:
         status.next_start_at = None
         self._publish()
         restart = f", restart {status.restarts}" if status.restarts else ""
-        output.write(f"--- oee supervisor: started {spec.name} (pid {proc.pid}{restart})\n".encode())
+        _write(
+            output, spec.name, f"--- oee supervisor: started {spec.name} (pid {proc.pid}{restart})\n".encode()
+        )
         assert proc.stdout is not None
         pump = asyncio.create_task(self._pump(spec.name, proc.stdout, output))
         ready = asyncio.create_task(self._mark_ready(spec, proc))
@@ -218,6 +225,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(pump), 2.0)
             pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
             self._children.pop(spec.name, None)
         return returncode
 
@@ -225,10 +233,7 @@ class Supervisor:
         self._last_line.pop(name, None)  # what a crash-loop report quotes comes from the latest run
         self._last_error.discard(name)
         while chunk := await stream.read(READ_CHUNK):
-            try:
-                output.write(chunk)
-            except OSError as exc:  # a full disk must not stop the child: its pipe keeps draining
-                log.warning("writing %s's log failed: %s", name, exc)
+            _write(output, name, chunk)
             self._remember_last_line(name, chunk)
 
     def _remember_last_line(self, name: str, chunk: bytes) -> None:
@@ -256,7 +261,12 @@ class Supervisor:
         status, tracker = self._status[spec.name], self._trackers[spec.name]
         seen_since = time.monotonic()
         while True:
-            pid = spec.pid()
+            try:
+                pid, on_purpose = spec.pid(), spec.stopped_on_purpose()
+            except OSError as exc:  # the state directory unreadable for a moment: look again
+                log.warning("cannot read %s's pid file: %s", spec.name, exc)
+                await asyncio.sleep(WATCH_INTERVAL_S)
+                continue
             if pid is not None:
                 if status.pid != pid or status.state != "running":
                     status.state, status.pid, status.running_since = "running", pid, time.time()
@@ -264,7 +274,7 @@ class Supervisor:
                     self._publish()
                 await asyncio.sleep(WATCH_INTERVAL_S)
                 continue
-            if spec.stopped_on_purpose():
+            if on_purpose:
                 if status.state != "stopped":
                     status.state, status.pid, status.running_since = "stopped", None, None
                     self._publish()
@@ -373,6 +383,13 @@ class Supervisor:
         self.snapshot = snapshot
         if self.snapshot_file is not None:
             write_snapshot(self.snapshot_file, snapshot)
+
+
+def _write(output: RotatingLog, name: str, data: bytes) -> None:
+    try:
+        output.write(data)
+    except OSError as exc:  # a full disk must not stop the child: its pipe keeps draining
+        log.warning("writing %s's log failed: %s", name, exc)
 
 
 async def _port_accepts(port: int, host: str = "127.0.0.1") -> bool:
