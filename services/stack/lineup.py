@@ -16,12 +16,13 @@ class Service:
 
     name: str
     http_port_env: str | None = None  # the env var holding its HTTP port, when it serves /health
+    venue_secret: bool = False  # whether it is given VENUE_SECRET (only the venue and its one client)
 
 
 # The services that exist, in start order (dependencies first); `down` stops them in reverse.
 SERVICES: tuple[Service, ...] = (
-    Service("venue", "VENUE_PORT"),
-    Service("router"),
+    Service("venue", "VENUE_PORT", venue_secret=True),
+    Service("router", venue_secret=True),
     Service("projector"),
     Service("api", "PORT"),
 )
@@ -55,7 +56,15 @@ def service_host(settings: Settings, service: Service, env: Mapping[str, str] | 
     return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
+def env_for(service: Service, env: Mapping[str, str]) -> dict[str, str]:
+    """`env` as `service` gets it: the venue secret only where it is needed."""
+    if service.venue_secret:
+        return dict(env)
+    return {k: v for k, v in env.items() if k != venue_secret.ENV_VAR}
+
+
 def service_env(settings: Settings) -> dict[str, str]:
+    """What every service runs with (`env_for` then narrows it per service)."""
     env = dict(os.environ)
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     env["DATABASE_URL"] = settings.database_url

@@ -20,7 +20,7 @@ import sys
 from services import logs
 from services.config import Settings
 from services.stack import kafka, postgres
-from services.stack.lineup import SERVICES, service_env, service_host, service_port
+from services.stack.lineup import SERVICES, env_for, service_env, service_host, service_port
 from services.stack.procs import Managed, file_lock, stop_all
 from services.stack.supervisor import (
     SUPERVISOR,
@@ -40,7 +40,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec(
             s.name,
             (sys.executable, "-m", "services.cli", s.name),
-            env,
+            env_for(s, env),
             service_port(settings, s, env),
             service_host(settings, s, env),
         )

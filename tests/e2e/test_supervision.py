@@ -79,11 +79,21 @@ def scrape(url: str) -> dict[tuple[str, str], float]:
     }
 
 
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
 async def test_killed_services_and_database_come_back_counted_and_a_killed_supervisor_is_replaced(
     run: StackRun,
 ) -> None:
-    run.up()
+    shown = run.up()
     first = run.status()
+    secret_file = run.state_dir / "venue.secret"
+    secret = secret_file.read_text().strip()
+    assert len(bytes.fromhex(secret)) >= 16 and secret_file.stat().st_mode & 0o777 == 0o600
+    got = {name: environ(first[name]["pid"]).get("VENUE_SECRET") for name in SERVICES}
+    assert got == {"venue": secret, "router": secret, "projector": None, "api": None}, "only venue and router"
     assert first["supervisor"]["state"] == "running"
     assert all(first[name]["state"] == "running" and first[name]["restarts"] == 0 for name in SERVICES)
 
@@ -132,6 +142,11 @@ async def test_killed_services_and_database_come_back_counted_and_a_killed_super
     down = run.oee("down")
     assert down.returncode == 0 and "supervisor" in down.stdout, down.stdout + down.stderr
     assert not any(pid_alive(replaced[name]["pid"]) for name in (*SERVICES, "supervisor", "postgres"))
+
+    everything_said = (
+        shown + text + "".join(p.read_text(errors="replace") for p in run.state_dir.glob("logs/*"))
+    )
+    assert secret not in everything_said, "the venue secret is never printed or logged"
 
     # Three router starts wrote well over 4 KiB: its log rotated, and no log of ours outgrew its bound.
     logs = run.state_dir / "logs"
