@@ -13,6 +13,10 @@
   the `DLQ_*` headers below saying where they came from and why, so the stream keeps flowing past them.
 
 All names take a prefix (`OEE_TOPIC_PREFIX`), which tests use to get topics of their own.
+
+Replication follows the cluster (`replication_for`): as many copies as it has brokers, up to three, and
+`min.insync.replicas` 2 once there are three, so an `acks=all` write is on two disks before it is
+acknowledged and one broker may be lost without refusing writes. One broker (the local default) gets 1 and 1.
 """
 
 from __future__ import annotations
@@ -51,18 +55,45 @@ class Topics:
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """What to create: a name, a partition count and topic-level configs (string values, as Kafka wants)."""
+    """What to create: a name, a partition count and topic-level configs (string values, as Kafka wants).
+
+    `replication_factor` None means "as the cluster allows" (`replication_for`); `min.insync.replicas` is
+    set from the factor when the topic is created, so it is not part of `config`."""
 
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
-    replication_factor: int = 1
+    replication_factor: int | None = None
+
+
+MAX_REPLICATION = 3
+
+
+@dataclass(frozen=True)
+class Replication:
+    factor: int
+    min_insync: int
+
+
+def replication_for(brokers: int) -> Replication:
+    """The replication of a topic on a cluster of `brokers`: min(3, brokers) copies, two in sync at 3."""
+    if brokers < 1:
+        raise ValueError("a cluster has at least one broker")
+    return replication_of(min(MAX_REPLICATION, brokers))
+
+
+def replication_of(factor: int) -> Replication:
+    """`min.insync.replicas` for `factor` copies: 2 from three copies on (one broker may be lost while
+    writes go on, and each acknowledged write is on two), else 1 (two copies with 2 in sync would stop
+    every write while either broker is down)."""
+    if factor < 1:
+        raise ValueError("a topic has at least one replica")
+    return Replication(factor, 2 if factor >= 3 else 1)
 
 
 def _log_config() -> dict[str, str]:
     # Kept forever: the log is the source of truth, projections are rebuilt from offset 0.
-    # min.insync.replicas=1 suits the single local broker; production uses RF 3 and 2.
-    return {"retention.ms": "-1", "cleanup.policy": "delete", "min.insync.replicas": "1"}
+    return {"retention.ms": "-1", "cleanup.policy": "delete"}
 
 
 ROUTER_STATE_RETENTION_MS = 7 * 24 * 3600 * 1000
@@ -75,7 +106,6 @@ def _state_config() -> dict[str, str]:
         "cleanup.policy": "compact,delete",
         "retention.ms": str(ROUTER_STATE_RETENTION_MS),
         "segment.ms": str(3600 * 1000),
-        "min.insync.replicas": "1",
     }
 
 

@@ -1,7 +1,8 @@
 """`oee`: the one command for the whole system.
 
-oee up | down [--purge] | status      the local stack and every service, in the background
-oee stack up | down [--purge] | status the broker and the database only
+oee up [--brokers N] | down [--purge] | status   the local stack and every service, supervised
+oee stack up [--brokers N] | down [--purge] | status  the broker(s) and the database only
+oee supervise                         the supervisor in the foreground (what `up` runs in the background)
 oee topics create | migrate           the contract's topics; the SQL migrations
 oee tail [--from-beginning]           print the order event log, decoded
 oee lag [--watch [S]] [--json]        consumer lag, stage lags and stuck orders (the dashboard: /dashboard)
@@ -29,22 +30,29 @@ from services.stack.procs import StackError
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
-    "projector", "rebuild", "gateway", "lag", "accounts",
+    "projector", "rebuild", "gateway", "lag", "accounts", "supervise",
 )  # fmt: skip
 
 
-def _settings() -> config.Settings:
-    return config.load()
+def _settings(args: argparse.Namespace | None = None) -> config.Settings:
+    return config.load(brokers=getattr(args, "brokers", None))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from services.stack import manager
 
-    settings = _settings()
-    manager.stack_up(settings)
-    if not getattr(args, "stack_only", False):
-        manager.services_up(settings)
+    settings = _settings(args)
+    if args.stack_only:
+        manager.stack_up(settings)
+    else:
+        manager.up(settings)
     return 0
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    from services.stack.supervised import main
+
+    return main(_settings())
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -55,30 +63,43 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
     from services.stack import manager
 
     settings = _settings()
-    for name, state, where in manager.status(settings):
-        print(f"{name:<10} {state:<20} {where}")
-    print(f"state     {settings.stack.state_dir}")
+    rows, snapshot = manager.status(settings)
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "state_dir": str(settings.stack.state_dir),
+                    "components": [dataclasses.asdict(r) for r in rows],
+                }
+            )
+        )
+        return 0
+    window = (snapshot or {}).get("supervisor", {}).get("crash_loop_window_s")
+    for row in rows:
+        print(row.text(window))
+    print(f"state      {settings.stack.state_dir}")
     return 0
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
     from services.stack import manager
 
-    settings = _settings()
+    settings = _settings(args)
     if args.action == "up":
         manager.stack_up(settings)
     elif args.action == "down":
-        cfg = settings.stack
-        from services.stack import kafka, postgres
-
-        stopped = [n for n, stop in (("postgres", postgres.stop), ("kafka", kafka.stop)) if stop(cfg)]
-        if args.purge:
-            kafka.purge(cfg)
-            postgres.purge(cfg)
+        stopped = manager.stack_down(settings, purge=args.purge)
         print(("stopped " + ", ".join(stopped)) if stopped else "the stack was not running")
+        if manager.supervisor_running(settings):
+            print(
+                "note: the supervisor still runs its services (they now lack a broker/database): `oee down` stops all"
+            )
     else:
         return cmd_status(args)
     return 0
@@ -89,10 +110,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     settings = _settings()
     report = asyncio.run(
-        create_topics(settings.bootstrap_servers, settings.topic_prefix, settings.partitions)
+        create_topics(
+            settings.bootstrap_servers, settings.topic_prefix, settings.partitions, args.replication_factor
+        )
     )
     print(
         f"created: {', '.join(report.created) or 'none'}; already there: {', '.join(report.existing) or 'none'}"
+        f"; replication {report.replication.factor}, min ISR {report.replication.min_insync} "
+        f"({report.brokers} broker(s))"
     )
     for warning in report.warnings:
         print(f"warning: {warning}")
@@ -145,8 +170,21 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     from services.api.server import run
 
-    run(_settings())  # ingress, reads, gateway (the seed's wsUrl on this port), pages, lag, metrics
+    settings = _settings()
+    _expose_supervisor_metrics(settings)
+    run(settings)  # ingress, reads, gateway (the seed's wsUrl on this port), pages, lag, metrics
     return 0
+
+
+def _expose_supervisor_metrics(settings: config.Settings) -> None:
+    """The supervisor's restart counts on the API's /metrics too, read from its snapshot at scrape time
+    (nothing when no supervisor runs for this state directory)."""
+    from prometheus_client import REGISTRY
+
+    from services.metrics.supervisor import SupervisorCollector
+    from services.stack.supervisor import read_snapshot
+
+    REGISTRY.register(SupervisorCollector(lambda: read_snapshot(settings.stack.state_dir)))
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -219,16 +257,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = add("up", cmd_up, "start the local stack and every service (idempotent)")
+    brokers_help = (
+        "Kafka nodes of a new local cluster (default: OEE_KAFKA_BROKERS, else as formatted, else 1)"
+    )
+    p = add("up", cmd_up, "start the local stack and every service, supervised (idempotent)")
     p.add_argument("--stack-only", action="store_true", help="broker, database, topics and schema only")
+    p.add_argument("--brokers", type=int, metavar="N", help=brokers_help)
     p = add("down", cmd_down, "stop what `up` started")
     p.add_argument("--purge", action="store_true", help="also delete the broker's and the database's data")
-    add("status", cmd_status, "what runs where")
-    p = add("stack", cmd_stack, "the broker and the database only")
+    p = add("status", cmd_status, "what runs where: pids, restarts, last exits, crash loops")
+    p.add_argument("--json", action="store_true", help="one JSON object (components: name, state, pid, ...)")
+    p = add("stack", cmd_stack, "the broker(s) and the database only")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--purge", action="store_true")
+    p.add_argument("--brokers", type=int, metavar="N", help=brokers_help)
+    add("supervise", cmd_supervise, "the supervisor in the foreground (`up` runs it in the background)")
     p = add("topics", cmd_topics, "create the contract's topics (idempotent)")
     p.add_argument("action", choices=["create"])
+    p.add_argument(
+        "--replication-factor",
+        type=int,
+        metavar="N",
+        help="copies of each partition (default: min(3, brokers); 1 is refused on a multi-broker cluster)",
+    )
     p = add("migrate", cmd_migrate, "apply the SQL migrations in sql/ (projections) and sql/state/")
     p.add_argument("--schema", default="public")
     p = add("tail", cmd_tail, "print the order event log, decoded")

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.stack.cluster import MAX_BROKERS, KafkaNode, bootstrap_of, formatted_brokers, local_nodes
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MIN_LOG_BYTES = 4096  # a smaller limit would rotate on every few lines
 
 
 class ConfigError(ValueError):
@@ -33,11 +36,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "OEE_STATE_DIR": ("", "local stack data and pid files; unset: <repo>/.stack"),
     "OEE_CACHE_DIR": ("", "downloaded Kafka jars; unset: ~/.cache/oee"),
     "OEE_KAFKA_VERSION": ("4.1.1", "Apache Kafka version the local stack fetches with mvn"),
-    "OEE_KAFKA_PORT": ("9092", "local broker port"),
-    "OEE_KAFKA_CONTROLLER_PORT": ("9093", "local KRaft controller port"),
-    "OEE_KAFKA_HEAP": ("512m", "local broker JVM heap"),
+    "OEE_KAFKA_BROKERS": ("", "local Kafka nodes (1-5) of a new local cluster; unset: as formatted, else 1"),
+    "OEE_KAFKA_PORT": ("9092", "local broker port (node n: this + 2(n-1))"),
+    "OEE_KAFKA_CONTROLLER_PORT": ("9093", "local KRaft controller port (node n: this + 2(n-1))"),
+    "OEE_KAFKA_HEAP": ("512m", "JVM heap of each local broker"),
     "OEE_PG_PORT": ("5432", "local PostgreSQL port"),
     "OEE_START_TIMEOUT": ("60", "seconds to wait for the local broker and database to answer"),
+    "OEE_LOG_MAX_BYTES": ("10485760", "size at which a service's or a local broker's log file is rotated"),
+    "OEE_LOG_BACKUPS": ("5", "rotated log files kept per service or broker (<name>.log.1 .. .N)"),
     "ROUTER_BATCH_MAX": ("500", "most intake records in one router batch (one transaction per partition)"),
     "ROUTER_QUOTE_TIMEOUT_MS": ("2000", "per-venue quote timeout"),
     "ROUTER_BACKOFF_MS": ("1000,2000", "waits before quote attempts 2 and 3 when no venue quotes"),
@@ -93,6 +99,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     from services.ingress.options import INGRESS_ENV_VARS
     from services.lag.config import LAG_ENV_VARS
     from services.metrics import METRICS_ENV_VARS
+    from services.stack.supervisor_options import SUPERVISOR_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
 
     return {
@@ -104,6 +111,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
         **GATEWAY_ENV_VARS,
         **LAG_ENV_VARS,
         **METRICS_ENV_VARS,
+        **SUPERVISOR_ENV_VARS,
     }
 
 
@@ -159,10 +167,21 @@ class StackConfig:
     start_timeout: float
     external_kafka: str
     external_database: str
+    # How many nodes the local Kafka cluster has: the one in the state directory as it was formatted, else
+    # the number asked for (OEE_KAFKA_BROKERS or `--brokers`), else 1. `kafka_brokers_asked` is 0 when
+    # nothing was asked, so that `kafka.start` can refuse to start a 3-node cluster as a single node.
+    kafka_brokers: int = 1
+    kafka_brokers_asked: int = 0
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+
+    @property
+    def kafka_nodes(self) -> tuple[KafkaNode, ...]:
+        return local_nodes(self.kafka_brokers, self.kafka_port, self.controller_port)
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.external_kafka or f"127.0.0.1:{self.kafka_port}"
+        return self.external_kafka or bootstrap_of(self.kafka_nodes)
 
     @property
     def database_url(self) -> str:
@@ -185,27 +204,46 @@ class Settings:
     stack: StackConfig = field(repr=False)
 
 
-def load_stack(env: Mapping[str, str] | None = None) -> StackConfig:
+def load_stack(env: Mapping[str, str] | None = None, brokers: int | None = None) -> StackConfig:
+    """The local stack's settings; `brokers` (the `--brokers` option) overrides OEE_KAFKA_BROKERS."""
     env = os.environ if env is None else env
     state = _get(env, "OEE_STATE_DIR")
     cache = _get(env, "OEE_CACHE_DIR")
+    state_dir = Path(state).resolve() if state else REPO_ROOT / ".stack"
+    if brokers is not None:
+        if not 1 <= brokers <= MAX_BROKERS:
+            raise ConfigError(f"--brokers {brokers} is outside 1..{MAX_BROKERS}")
+        asked = brokers
+    else:
+        asked = _int(env, "OEE_KAFKA_BROKERS", 1, MAX_BROKERS) if _get(env, "OEE_KAFKA_BROKERS") else 0
+    count = formatted_brokers(state_dir / "kafka") or asked or 1
+    kafka_port = _int(env, "OEE_KAFKA_PORT", 1, 65535)
+    controller_port = _int(env, "OEE_KAFKA_CONTROLLER_PORT", 1, 65535)
+    try:
+        local_nodes(count, kafka_port, controller_port)
+    except ValueError as exc:
+        raise ConfigError(f"OEE_KAFKA_PORT/OEE_KAFKA_CONTROLLER_PORT: {exc}") from None
     return StackConfig(
-        state_dir=Path(state).resolve() if state else REPO_ROOT / ".stack",
+        state_dir=state_dir,
         cache_dir=Path(cache).resolve() if cache else Path.home() / ".cache" / "oee",
         kafka_version=_get(env, "OEE_KAFKA_VERSION"),
-        kafka_port=_int(env, "OEE_KAFKA_PORT", 1, 65535),
-        controller_port=_int(env, "OEE_KAFKA_CONTROLLER_PORT", 1, 65535),
+        kafka_port=kafka_port,
+        controller_port=controller_port,
         kafka_heap=_get(env, "OEE_KAFKA_HEAP"),
         pg_port=_int(env, "OEE_PG_PORT", 1, 65535),
         start_timeout=float(_int(env, "OEE_START_TIMEOUT", 1, 3600)),
         external_kafka=_get(env, "KAFKA_BOOTSTRAP_SERVERS"),
         external_database=_get(env, "DATABASE_URL"),
+        kafka_brokers=count,
+        kafka_brokers_asked=asked,
+        log_max_bytes=_int(env, "OEE_LOG_MAX_BYTES", MIN_LOG_BYTES, 1 << 40),
+        log_backups=_int(env, "OEE_LOG_BACKUPS", 1, 100),
     )
 
 
-def load(env: Mapping[str, str] | None = None) -> Settings:
+def load(env: Mapping[str, str] | None = None, brokers: int | None = None) -> Settings:
     env = os.environ if env is None else env
-    stack = load_stack(env)
+    stack = load_stack(env, brokers)
     log_format = _get(env, "LOG_FORMAT").lower()
     if log_format not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT={log_format!r} must be text or json")

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from services.config import StackConfig
-from services.stack.procs import Managed, StackError, require_port_free
+from services.stack.procs import Managed, StackError, pid_alive, require_port_free, wait_for
 
 SYSTEM_USER = "embedded_postgres"
 DB_USER = "oee"
@@ -105,6 +105,7 @@ def start(cfg: StackConfig) -> int:
             raise StackError(f"initdb failed: {(result.stdout + result.stderr).strip()[-300:]}")
     _own(data_dir(cfg), user)
     _own(logfile, user)
+    _wait_for_dead_postmaster(pgdata, cfg.start_timeout)
     options = f"-h 127.0.0.1 -p {cfg.pg_port} -c unix_socket_directories='' -c max_connections=300"
     args = [
         "-D",
@@ -128,6 +129,19 @@ def start(cfg: StackConfig) -> int:
     proc.record(pid)
     asyncio.run(ensure_database(cfg.database_url))
     return pid
+
+
+def _wait_for_dead_postmaster(pgdata: Path, timeout: float) -> None:
+    """A postmaster that was just killed stays in the process table until it is reaped, and PostgreSQL refuses
+    to start while the pid in its lock file answers ("Is another postmaster running?"). Wait until that pid
+    is gone for good; a live postmaster is left alone (pg_ctl then says what is wrong)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return
+    if pid_alive(pid):
+        return
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout)
 
 
 async def ensure_database(url: str) -> None:

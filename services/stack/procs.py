@@ -1,14 +1,20 @@
-"""Background processes the stack starts and later stops by pid: pid files, logs, ports, readiness."""
+"""Background processes the stack starts and later stops by pid: pid files, logs, ports, readiness.
+
+A pid file holds the pid and the process's start time (clock ticks since boot, from /proc): a pid the kernel
+has since given to another process is not ours, so it is never signalled. `stop` leaves a marker that says
+the process was stopped on purpose, which the supervisor reads before it restarts a broker or a database.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,21 +40,39 @@ class Managed:
     def log_file(self) -> Path:
         return self.state_dir / "logs" / f"{self.name}.log"
 
+    @property
+    def stopped_file(self) -> Path:
+        return self.state_dir / "run" / f"{self.name}.stopped"
+
     def pid(self) -> int | None:
         """The pid recorded by `start`, if that process still lives (a stale pid file is removed)."""
         try:
-            pid = int(self.pid_file.read_text().split()[0])
+            fields = self.pid_file.read_text().split()
+            pid = int(fields[0])
+            started = int(fields[1]) if len(fields) > 1 else None
         except (FileNotFoundError, ValueError, IndexError):
             return None
-        if pid_alive(pid):
+        if pid_alive(pid) and (started is None or process_start_time(pid) == started):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
 
-    def start(self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    def stopped_on_purpose(self) -> bool:
+        """True after `stop` until the next `start`/`record`: nobody should bring it back by itself."""
+        return self.stopped_file.exists()
+
+    def start(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        output: Path | None = None,
+    ) -> int:
+        """Start `argv` detached (its own session), stdout and stderr appended to `output` (the log file)."""
+        output = output or self.log_file
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "ab") as log:
             proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
@@ -66,27 +90,79 @@ class Managed:
 
     def record(self, pid: int) -> None:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        self.pid_file.write_text(f"{pid}\n")
+        started = process_start_time(pid)
+        self.pid_file.write_text(f"{pid} {started}\n" if started is not None else f"{pid}\n")
+        self.stopped_file.unlink(missing_ok=True)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> bool:
         """Signal the recorded pid, wait for it to exit (SIGKILL after `timeout`). False if nothing ran."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        if not wait_for(lambda: not pid_alive(pid), timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            wait_for(lambda: not pid_alive(pid), 10.0)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return bool(stop_all([self], sig, timeout))
+
+    def mark_stopped(self) -> None:
+        self.stopped_file.parent.mkdir(parents=True, exist_ok=True)
+        self.stopped_file.touch()
 
     def log_tail(self, lines: int = 5) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
+
+
+def stop_all(
+    procs: Sequence[Managed], sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0
+) -> list[str]:
+    """Signal every recorded pid at once, wait for all to exit (SIGKILL what is left after `timeout`), mark
+    each stopped on purpose; return the names that were running. Together, because the nodes of one Kafka
+    cluster shut down faster side by side than one after another (each waits for the others otherwise)."""
+    running = []
+    for proc in procs:
+        proc.mark_stopped()  # first: a supervisor must not restart it between the signal and the exit
+        pid = proc.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            running.append((proc, pid))
+    for proc, pid in running:
+        if not wait_for(_exited(pid), timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            wait_for(_exited(pid), 10.0)
+        proc.pid_file.unlink(missing_ok=True)
+    return [proc.name for proc, _ in running]
+
+
+def _exited(pid: int) -> Callable[[], bool]:
+    return lambda: not pid_alive(pid)
+
+
+def process_start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat); None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive flock on `path` for the block; yields False when `blocking` is off and someone holds it.
+    The kernel drops the lock when its holder dies, even by SIGKILL, so a lock never outlives its owner."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def pid_alive(pid: int) -> bool:

@@ -98,6 +98,11 @@ async def test_events_survive_a_stack_restart(own_stack: dict[str, str]) -> None
     first_pid = next(line for line in out.splitlines() if line.startswith("broker")).split()[2]
     again = _ok(oee(own_stack, "stack", "up"))  # idempotent: finds the running broker
     assert f"pid {first_pid}" in again
+    other = oee(
+        own_stack, "stack", "up", "--brokers", "3"
+    )  # the node count is fixed when the cluster is made
+    assert other.returncode != 0 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert "has 1 broker(s), not 3" in other.stderr and "--purge" in other.stderr
 
     assert "stopped" in _ok(oee(own_stack, "stack", "down"))
     assert "stopped" in _ok(oee(own_stack, "stack", "status")).split("kafka", 1)[1].splitlines()[0]

@@ -11,8 +11,11 @@ from events.topics import (
     DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
+    Replication,
     Topics,
     dead_letter_headers,
+    replication_for,
+    replication_of,
     topic_specs,
 )
 
@@ -37,7 +40,8 @@ def test_specs_keep_the_log_forever_and_share_the_partition_count() -> None:
     assert requests.partitions == events.partitions == DEFAULT_PARTITIONS == 12
     assert dead.partitions == 1
     for spec in (requests, events, dead):
-        assert spec.config == {"retention.ms": "-1", "cleanup.policy": "delete", "min.insync.replicas": "1"}
+        assert spec.config == {"retention.ms": "-1", "cleanup.policy": "delete"}
+        assert spec.replication_factor is None, "replication follows the cluster unless a spec asks"
         assert all(isinstance(v, str) for v in spec.config.values()), "Kafka configs are strings"
     assert requests.config is not events.config, "specs do not share a mutable config"
     assert [s.partitions for s in topic_specs(topics, partitions=3)] == [3, 3, 1, 3]
@@ -49,6 +53,21 @@ def test_router_state_is_compacted_copartitioned_and_bounded() -> None:
     assert state.partitions == 5, "co-partitioned with the intake: partition p restores intake partition p"
     assert state.config["cleanup.policy"] == "compact,delete"
     assert int(state.config["retention.ms"]) >= 24 * 3600 * 1000, "covers the 24 h idempotency promise"
+
+
+def test_replication_follows_the_cluster_up_to_three_copies_two_in_sync() -> None:
+    assert replication_for(1) == Replication(1, 1)
+    assert replication_for(2) == Replication(2, 1), (
+        "two copies with 2 in sync would stop writes with one down"
+    )
+    assert replication_for(3) == Replication(3, 2)
+    assert replication_for(7) == Replication(3, 2)
+    assert replication_of(5) == Replication(5, 2)
+    for bad in (0, -1):
+        with pytest.raises(ValueError):
+            replication_for(bad)
+        with pytest.raises(ValueError):
+            replication_of(bad)
 
 
 def test_partition_counts_must_be_positive() -> None:
