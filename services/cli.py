@@ -11,6 +11,10 @@ oee api | router | venue | projector  one service in the foreground (`up` starts
 oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
 oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
 oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
+oee --version                         the installed version
+
+A command that cannot reach the broker, the database or the API says so in one line on stderr and exits 1
+(`services.failures`); LOG_LEVEL=debug adds the traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from services import config
 from services.accounts.model import AccountError
+from services.failures import Failure
 from services.stack.procs import StackError
 
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
@@ -210,6 +215,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oee", description="Event-sourced order execution engine")
+    parser.add_argument("--version", "-V", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -262,17 +268,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """`oee --version`: the installed package's version and the Python running it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        ours = installed("order-execution-engine")
+    except PackageNotFoundError:  # run from a source tree without installing
+        ours = "unknown"
+    return f"oee {ours} (python {sys.version.split()[0]})"
+
+
+# Services run until stopped and log for themselves; every other command is a tool that prints its answer.
+SERVICES = frozenset({"api", "router", "venue", "projector", "gateway"})
+
+
+def _quiet_libraries() -> None:
+    """Tools print one line when something is down: the libraries' own retry chatter (aiokafka logs every
+    refused connection at ERROR) stays out of it unless LOG_LEVEL=debug."""
+    import logging
+
+    level = os.environ.get("LOG_LEVEL", "").strip().lower()
+    if level == "debug":
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+        return
+    for name in ("aiokafka", "kafka", "asyncio", "httpx", "httpcore", "websockets"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["test"]:
         # Everything after `test` is pytest's, options first included (`oee test -q -x`): argparse's
         # REMAINDER refuses a first argument that starts with '-'.
         return cmd_test(argparse.Namespace(pytest_args=argv[1:]))
+    if argv[:1] in (["--version"], ["-V"]):
+        print(version())
+        return 0
     args = build_parser().parse_args(argv)
+    if args.command not in SERVICES:
+        _quiet_libraries()
     try:
         return int(args.fn(args) or 0)
-    except (StackError, config.ConfigError, AccountError) as exc:
+    except (StackError, config.ConfigError, AccountError, Failure) as exc:
         print(f"oee {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # Never a traceback: one line saying what did not answer (or what broke), exit 1.
+        from services.failures import one_line
+
+        try:
+            settings: config.Settings | None = config.load()
+        except config.ConfigError:
+            settings = None
+        print(f"oee {args.command}: {one_line(exc, settings, getattr(args, 'url', None))}", file=sys.stderr)
+        import logging
+
+        logging.getLogger("oee.cli").debug("traceback of the failure above", exc_info=exc)
         return 1
 
 
