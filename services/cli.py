@@ -5,7 +5,7 @@ oee stack up | down [--purge] | status the broker and the database only
 oee topics create | migrate           the contract's topics; the SQL migrations
 oee tail [--from-beginning]           print the order event log, decoded
 oee lag [--watch [S]] [--json]        consumer lag, stage lags and stuck orders (the dashboard: /dashboard)
-oee schemas [--check]                 write (or check) docs/schemas/*.json from the event classes
+oee schemas [--check]                 write (or check) docs/schemas/*.json, docs/openapi.json, docs/asyncapi.json
 oee test [pytest args]                the test suite (starts what it needs)
 oee api | router | venue | projector  one service in the foreground (`up` starts them all)
 oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
@@ -130,11 +130,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     from events.schema_export import check_doc, check_schemas, write_doc, write_schemas
+    from services.spec import export as specs
 
     directory = Path(args.dir)
     doc = config.REPO_ROOT / "docs" / "events.md"
     if args.check:
-        stale = check_schemas(directory) + ([] if check_doc(doc) else [str(doc)])
+        stale = check_schemas(directory) + ([] if check_doc(doc) else [str(doc)]) + specs.stale()
         if stale:
             print(f"out of date in {directory}: {', '.join(stale)}; run `oee schemas`", file=sys.stderr)
             return 1
@@ -144,6 +145,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         print(path)
     if write_doc(doc):
         print(doc)
+    for path in specs.write():
+        print(path)
     return 0
 
 

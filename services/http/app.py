@@ -71,18 +71,20 @@ def build_app(
             finally:
                 await pool.close()
 
+    policy = Policy.of(parts)
     app = Starlette(
         routes=[route for part in parts for route in part.routes],
         exception_handlers=EXCEPTION_HANDLERS,
         # The access log outermost: it gives every request its id and logs the edge's refusals too.
         middleware=[
             Middleware(AccessLog, enabled=settings.access_log),
-            Middleware(Edge, policy=Policy.of(parts), options=options),
+            Middleware(Edge, policy=policy, options=options),
         ],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.accounts_options = options
+    app.state.policy = policy  # the OpenAPI document states it (services.spec)
     return app
 
 
