@@ -11,6 +11,7 @@ oee api | router | venue | projector  one service in the foreground (`up` starts
 oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
 oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
 oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
+oee order place|get|list|watch|cancel  trade through the API (OEE_API_KEY under AUTH=keys)
 oee --version                         the installed version
 
 A command that cannot reach the broker, the database or the API says so in one line on stderr and exits 1
@@ -34,7 +35,7 @@ from services.stack.procs import StackError
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
-    "projector", "rebuild", "gateway", "lag", "accounts",
+    "projector", "rebuild", "gateway", "lag", "accounts", "order",
 )  # fmt: skip
 
 
@@ -211,6 +212,15 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     return run(_settings(), args)
 
 
+def cmd_order(args: argparse.Namespace) -> int:
+    from services.client.cli import run
+
+    try:
+        return run(_settings(), args)
+    except KeyboardInterrupt:
+        return 130
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
@@ -265,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     from services.accounts.cli import add_arguments as accounts_arguments
 
     accounts_arguments(p)
+    p = add("order", cmd_order, "trade through the API: place, get, list, watch, cancel")
+    from services.client.cli import add_arguments as order_arguments
+
+    order_arguments(p)
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
