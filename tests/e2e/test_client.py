@@ -121,6 +121,7 @@ async def test_the_blocking_client_trades_too(running: Running) -> None:
             return accepted.order_id, statuses, api.get(accepted.order_id, min_seq=5, wait_ms=10_000).status
 
     order_id, statuses, final = await asyncio.to_thread(trade)
+    assert len(order_id) == 36
     assert statuses[-1] == final and final in ("confirmed", "failed") and len(statuses) == 5
 
 
