@@ -12,6 +12,7 @@ oee gateway                          the WebSocket gateway alone, for scale-out 
 oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
 oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
 oee order place|get|list|watch|cancel  trade through the API (OEE_API_KEY under AUTH=keys)
+oee deadletters list|show ID|replay ID what failed, why, from where; replay once the cause is fixed
 oee --version                         the installed version
 
 A command that cannot reach the broker, the database or the API says so in one line on stderr and exits 1
@@ -35,7 +36,7 @@ from services.stack.procs import StackError
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
-    "projector", "rebuild", "gateway", "lag", "accounts", "order",
+    "projector", "rebuild", "gateway", "lag", "accounts", "order", "deadletters",
 )  # fmt: skip
 
 
@@ -221,6 +222,12 @@ def cmd_order(args: argparse.Namespace) -> int:
         return 130
 
 
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    from services.deadletters.cli import run
+
+    return run(_settings(), args)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
@@ -279,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     from services.client.cli import add_arguments as order_arguments
 
     order_arguments(p)
+    p = add(
+        "deadletters", cmd_deadletters, "dead letters of the router and the projector: list, show, replay"
+    )
+    from services.deadletters.cli import add_arguments as deadletter_arguments
+
+    deadletter_arguments(p)
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
