@@ -65,7 +65,6 @@ def document(
                 "does. WebSocket frames and the Kafka topics are described in /asyncapi.json."
             ),
         },
-        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": components,
