@@ -30,6 +30,9 @@ DLQ_SOURCE_PARTITION = "dlq.source.partition"
 DLQ_SOURCE_OFFSET = "dlq.source.offset"
 DLQ_ERROR = "dlq.error"
 DLQ_HEADERS = (DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET, DLQ_ERROR)
+DLQ_REPLAY_OF = "dlq.replay.of"
+"""On a record `oee deadletters replay` appended to its source topic: the id of the dead letter it replays.
+Not one of `DLQ_HEADERS`: a replay that fails again keeps it, so its new dead letter says what it replays."""
 
 _MAX_ERROR_BYTES = 4096
 

@@ -6,12 +6,18 @@ oee supervise                         the supervisor in the foreground (what `up
 oee topics create | migrate           the contract's topics; the SQL migrations
 oee tail [--from-beginning]           print the order event log, decoded
 oee lag [--watch [S]] [--json]        consumer lag, stage lags and stuck orders (the dashboard: /dashboard)
-oee schemas [--check]                 write (or check) docs/schemas/*.json from the event classes
+oee schemas [--check]                 write (or check) docs/schemas/*.json, docs/openapi.json, docs/asyncapi.json
 oee test [pytest args]                the test suite (starts what it needs)
 oee api | router | venue | projector  one service in the foreground (`up` starts them all)
 oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
 oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
 oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
+oee order place|get|list|watch|cancel  trade through the API (OEE_API_KEY under AUTH=keys)
+oee deadletters list|show ID|replay ID what failed, why, from where; replay once the cause is fixed
+oee --version                         the installed version
+
+A command that cannot reach the broker, the database or the API says so in one line on stderr and exits 1
+(`services.failures`); LOG_LEVEL=debug adds the traceback.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from pathlib import Path
 
 from services import config
 from services.accounts.model import AccountError
+from services.failures import Failure
 from services.stack.procs import StackError
 
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
-    "projector", "rebuild", "gateway", "lag", "accounts", "supervise",
+    "projector", "rebuild", "gateway", "lag", "accounts", "supervise", "order", "deadletters",
 )  # fmt: skip
 
 
@@ -150,11 +157,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     from events.schema_export import check_doc, check_schemas, write_doc, write_schemas
+    from services.spec import export as specs
 
     directory = Path(args.dir)
     doc = config.REPO_ROOT / "docs" / "events.md"
     if args.check:
-        stale = check_schemas(directory) + ([] if check_doc(doc) else [str(doc)])
+        stale = check_schemas(directory) + ([] if check_doc(doc) else [str(doc)]) + specs.stale()
         if stale:
             print(f"out of date in {directory}: {', '.join(stale)}; run `oee schemas`", file=sys.stderr)
             return 1
@@ -164,6 +172,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         print(path)
     if write_doc(doc):
         print(doc)
+    for path in specs.write():
+        print(path)
     return 0
 
 
@@ -241,6 +251,21 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     return run(_settings(), args)
 
 
+def cmd_order(args: argparse.Namespace) -> int:
+    from services.client.cli import run
+
+    try:
+        return run(_settings(), args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    from services.deadletters.cli import run
+
+    return run(_settings(), args)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
@@ -248,6 +273,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oee", description="Event-sourced order execution engine")
+    parser.add_argument("--version", "-V", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -307,10 +333,50 @@ def build_parser() -> argparse.ArgumentParser:
     from services.accounts.cli import add_arguments as accounts_arguments
 
     accounts_arguments(p)
+    p = add("order", cmd_order, "trade through the API: place, get, list, watch, cancel")
+    from services.client.cli import add_arguments as order_arguments
+
+    order_arguments(p)
+    p = add(
+        "deadletters", cmd_deadletters, "dead letters of the router and the projector: list, show, replay"
+    )
+    from services.deadletters.cli import add_arguments as deadletter_arguments
+
+    deadletter_arguments(p)
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
     return parser
+
+
+def version() -> str:
+    """`oee --version`: the installed package's version and the Python running it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        ours = installed("order-execution-engine")
+    except PackageNotFoundError:  # run from a source tree without installing
+        ours = "unknown"
+    return f"oee {ours} (python {sys.version.split()[0]})"
+
+
+# Services run until stopped and log for themselves; every other command is a tool that prints its answer.
+SERVICES = frozenset({"api", "router", "venue", "projector", "gateway"})
+
+
+def _quiet_libraries() -> None:
+    """Tools print one line when something is down: the libraries' own retry chatter (aiokafka logs every
+    refused connection at ERROR) stays out of it unless LOG_LEVEL=debug."""
+    import logging
+
+    level = os.environ.get("LOG_LEVEL", "").strip().lower()
+    if level == "debug":
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+        return
+    for name in ("aiokafka", "kafka", "asyncio", "httpx", "httpcore", "websockets"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,11 +385,31 @@ def main(argv: list[str] | None = None) -> int:
         # Everything after `test` is pytest's, options first included (`oee test -q -x`): argparse's
         # REMAINDER refuses a first argument that starts with '-'.
         return cmd_test(argparse.Namespace(pytest_args=argv[1:]))
+    if argv[:1] in (["--version"], ["-V"]):
+        print(version())
+        return 0
     args = build_parser().parse_args(argv)
+    if args.command not in SERVICES:
+        _quiet_libraries()
     try:
         return int(args.fn(args) or 0)
-    except (StackError, config.ConfigError, AccountError) as exc:
+    except (StackError, config.ConfigError, AccountError, Failure) as exc:
         print(f"oee {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # Never a traceback: one line saying what did not answer (or what broke), exit 1.
+        from services.failures import one_line
+
+        try:
+            settings: config.Settings | None = config.load()
+        except config.ConfigError:
+            settings = None
+        print(f"oee {args.command}: {one_line(exc, settings, getattr(args, 'url', None))}", file=sys.stderr)
+        import logging
+
+        logging.getLogger("oee.cli").debug("traceback of the failure above", exc_info=exc)
         return 1
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.logs import LEVELS
 from services.stack.cluster import MAX_BROKERS, KafkaNode, bootstrap_of, formatted_brokers, local_nodes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +23,9 @@ class ConfigError(ValueError):
     """A configuration variable is present but unusable."""
 
 
+LOG_LEVELS = LEVELS
+
+
 # name -> (default, description). The default "" means "unset".
 ENV_VARS: dict[str, tuple[str, str]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("", "external broker; unset: the local stack's Kafka"),
@@ -30,6 +34,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "HOST": ("127.0.0.1", "HTTP bind address of the API"),
     "LOG_LEVEL": ("info", "debug, info, warning, error"),
     "LOG_FORMAT": ("text", "text or json"),
+    "ACCESS_LOG": (
+        "on",
+        "on: one log line per HTTP request and WebSocket session (logger oee.access) with its request id; off",
+    ),
     "OEE_TOPIC_PREFIX": ("", "prefix for every topic name (tests use a unique one)"),
     "OEE_PARTITIONS": ("12", "partitions of each topic created by the stack"),
     "OEE_TOKENS": ("SOL,USDC,ETH,USDT", "tokens the API accepts"),
@@ -202,6 +210,7 @@ class Settings:
     log_format: str
     tokens: tuple[str, ...]
     stack: StackConfig = field(repr=False)
+    access_log: bool = True
 
 
 def load_stack(env: Mapping[str, str] | None = None, brokers: int | None = None) -> StackConfig:
@@ -247,6 +256,12 @@ def load(env: Mapping[str, str] | None = None, brokers: int | None = None) -> Se
     log_format = _get(env, "LOG_FORMAT").lower()
     if log_format not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT={log_format!r} must be text or json")
+    log_level = _get(env, "LOG_LEVEL").strip().lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={log_level[:40]!r} must be one of {', '.join(LOG_LEVELS)}")
+    access_log = _get(env, "ACCESS_LOG").strip().lower()
+    if access_log not in ("on", "off"):
+        raise ConfigError(f"ACCESS_LOG={access_log[:40]!r} must be on or off")
     tokens = tuple(t.strip().upper() for t in _get(env, "OEE_TOKENS").split(",") if t.strip())
     if len(tokens) < 2:
         raise ConfigError("OEE_TOKENS must name at least two tokens")
@@ -257,8 +272,9 @@ def load(env: Mapping[str, str] | None = None, brokers: int | None = None) -> Se
         partitions=_int(env, "OEE_PARTITIONS", 1, 10_000),
         host=_get(env, "HOST"),
         port=_int(env, "PORT", 1, 65535),
-        log_level=_get(env, "LOG_LEVEL").upper(),
+        log_level=log_level.upper(),
         log_format=log_format,
+        access_log=access_log == "on",
         tokens=tokens,
         stack=stack,
     )

@@ -6,15 +6,35 @@ handler on the root logger, so third-party loggers (uvicorn, Faust/mode, aiokafk
 format: run uvicorn with `log_config=None` and Faust's worker with `override_logging=False`.
 
 JSON line keys: `ts` (UTC, ms, `Z`), `level`, `service`, `logger`, `msg`, then the extras, then `exc`.
+A line logged while an HTTP request runs carries its `request_id` (`REQUEST_ID`, set by the API's access
+log middleware, `services.http.access`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import orjson
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("oee_request_id", default=None)
+"""The id of the HTTP request (or WebSocket session) the current task serves, if any."""
+
+LEVELS = ("debug", "info", "warning", "error")
+"""What `LOG_LEVEL` may say (checked by `services.config.load`)."""
+
+
+class _RequestIdFilter(logging.Filter):
+    """Adds `request_id` to records logged while a request runs (unless the caller passed one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = REQUEST_ID.get()
+        if rid is not None and not hasattr(record, "request_id"):
+            record.request_id = rid
+        return True
+
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
@@ -58,8 +78,11 @@ class TextFormatter(logging.Formatter):
 
 def setup(level: str = "INFO", fmt: str = "text", service: str = "oee") -> None:
     """Send every logger's records through one handler on stderr, in `fmt` (text or json)."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter())
+    handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

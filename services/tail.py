@@ -43,7 +43,11 @@ async def tail(
         auto_offset_reset="earliest" if from_beginning else "latest",
         isolation_level="read_committed",
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # a consumer that failed to start still holds its client
+        raise
     printed = 0
     try:
         while True:

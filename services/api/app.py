@@ -6,6 +6,7 @@
     pages     GET /, /app/*                                         (services.web)
     lag       GET /api/lag, /dashboard                              (services.lag.web)
     metrics   GET /metrics                                          (services.metrics)
+    specs     GET /openapi.json, /asyncapi.json, /docs               (services.spec)
 
 `services.http.app.build_app` opens what they share (the database pool, the accounts directory, the order
 limits) and puts the edge in front of every route, so authentication and limits are applied in one place.
@@ -30,6 +31,7 @@ from services.ingress.intake import EventPublisher
 from services.ingress.options import IngressOptions
 from services.lag import web as lag
 from services.metrics import metrics_part
+from services.spec import part as specs
 from services.web import routes as pages
 
 
@@ -49,6 +51,7 @@ def parts(
         pages.part(),
         lag.part(settings),
         metrics_part(),
+        specs.part(),
     ]
 
 

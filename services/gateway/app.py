@@ -8,7 +8,7 @@ Both sit behind the same edge (`services.http`): `/ws/orders/{orderId}` and `/ws
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route
 
 from services.accounts.options import AccountsOptions
 from services.config import Settings
@@ -17,16 +17,60 @@ from services.gateway.gateway import lifespan
 from services.gateway.options import GatewayOptions
 from services.http.app import build_app
 from services.http.parts import Access, Part
+from services.spec.operation import (
+    FORBIDDEN,
+    ORDER_ID,
+    UNAUTHORIZED,
+    Operation,
+    Param,
+    Reply,
+    error,
+    route,
+    websocket,
+)
+from services.spec.wire import GATEWAY_STATS
 
 __all__ = ["create_app", "lifespan", "part", "routes"]
+
+
+_HANDSHAKE = {
+    101: Reply("switching protocols: frames follow (AsyncAPI document, /asyncapi.json)"),
+    401: UNAUTHORIZED,
+    403: error("a foreign Origin, or the key's account is disabled"),
+}
+ORDER_STREAM = Operation(
+    "Stream an order's events (WebSocket)",
+    "History first, then live, in seq order with no gap and no duplicate; closes 1000 after the terminal "
+    "event. A browser offers the subprotocols `oee.v1` and `bearer.<key>`. Frames and close codes: "
+    "docs/gateway.md and the AsyncAPI document.",
+    tag="streams",
+    params=[
+        ORDER_ID,
+        Param("fromSeq", "query", "the last seq the client has (frames with a greater seq are sent)",
+              {"type": "integer", "minimum": 0}),
+        Param("keepOpen", "query", "1: stay open after the terminal event", {"type": "string", "enum": ["1", "true"]}),
+    ],
+    replies=_HANDSHAKE,
+)  # fmt: skip
+MULTIPLEXED = Operation(
+    "Stream many orders on one socket (WebSocket)",
+    "`subscribe` / `unsubscribe` / `ping` messages; the orders' frames, heartbeats, `end` and `error` frames.",
+    tag="streams",
+    replies=_HANDSHAKE,
+)
+STATS = Operation(
+    "Gateway statistics",
+    tag="operations",
+    replies={200: Reply("counters", GATEWAY_STATS), 401: UNAUTHORIZED, 403: FORBIDDEN},
+)
 
 
 def routes() -> list[BaseRoute]:
     """`/ws/orders/{orderId}`, `/ws` and `/gateway/stats`; they need `lifespan` entered on the same app."""
     return [
-        WebSocketRoute("/ws/orders/{order_id}", order_stream),
-        WebSocketRoute("/ws", multiplexed),
-        Route("/gateway/stats", gateway_stats, methods=["GET"]),
+        websocket("/ws/orders/{order_id}", order_stream, ORDER_STREAM),
+        websocket("/ws", multiplexed, MULTIPLEXED),
+        route("/gateway/stats", gateway_stats, get=STATS),
     ]
 
 

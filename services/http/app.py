@@ -3,7 +3,8 @@
 The lifespan opens what the parts share, in this order, and closes it in reverse: a small asyncpg pool
 (`app.state.db`, lazy: a database that is down delays nothing), the accounts directory under `AUTH=keys`
 (`app.state.accounts`) and the per-account order limits (`app.state.order_limits`); then each part's own
-lifespan, in the order given. The `Edge` middleware authenticates every request before any route runs.
+lifespan, in the order given. The `Edge` middleware authenticates every request before any route runs; the
+`AccessLog` around it gives each request its id (`X-Request-Id`) and logs one line per request.
 Nothing connects at import or in `build_app`.
 """
 
@@ -21,6 +22,7 @@ from services.accounts.directory import Directory
 from services.accounts.limits import OrderLimits
 from services.accounts.options import AccountsOptions
 from services.config import Settings
+from services.http.access import AccessLog
 from services.http.edge import Edge
 from services.http.lifespans import chain
 from services.http.parts import Part, Policy
@@ -69,14 +71,20 @@ def build_app(
             finally:
                 await pool.close()
 
+    policy = Policy.of(parts)
     app = Starlette(
         routes=[route for part in parts for route in part.routes],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(Edge, policy=Policy.of(parts), options=options)],
+        # The access log outermost: it gives every request its id and logs the edge's refusals too.
+        middleware=[
+            Middleware(AccessLog, enabled=settings.access_log),
+            Middleware(Edge, policy=policy, options=options),
+        ],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.accounts_options = options
+    app.state.policy = policy  # the OpenAPI document states it (services.spec)
     return app
 
 

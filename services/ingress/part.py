@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import Route
 
 from events.topics import Topics
 from services.config import Settings
@@ -23,8 +22,73 @@ from services.ingress.keystore import DurableKeys
 from services.ingress.options import IngressOptions
 from services.ingress.publisher import Position, Publisher
 from services.metrics import ingress as ingress_metrics
+from services.spec.operation import (
+    FORBIDDEN,
+    RETRY_AFTER,
+    UNAUTHORIZED,
+    Operation,
+    Param,
+    Reply,
+    error,
+    route,
+)
+from services.spec.wire import Health, OrderAccepted, OrderRequest, Ready
 
 ORDER_PATH = "/api/orders/execute"
+
+_RATE = {"Retry-After": RETRY_AFTER, "RateLimit": "the account's remaining quota (IETF draft)",
+         "RateLimit-Policy": "the account's order rate limit (IETF draft)"}  # fmt: skip
+EXECUTE = Operation(
+    "Place a market order",
+    "Appends an `OrderRequested` to the intake log and answers once the broker acknowledged it (acks=all). "
+    "Watch it at `wsUrl`, read it at `Location`. With an `Idempotency-Key`, a repeat gets the first answer "
+    "back (`Idempotent-Replayed: true`). Every problem of a 400 is listed in `details`.",
+    tag="orders",
+    params=[
+        Param(
+            "Idempotency-Key",
+            "header",
+            "printable ASCII, 1..255 characters; one order per key and account, forever (use a UUID)",
+        )
+    ],
+    body=OrderRequest,
+    replies={
+        201: Reply(
+            "accepted: durably in the log",
+            OrderAccepted,
+            headers={"Location": "the order's URL", "Idempotent-Replayed": "`true` on a repeated key"},
+        ),
+        400: error("invalid request: each problem names its field"),
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        409: error(
+            "a request with this Idempotency-Key is still in progress", **{"Retry-After": RETRY_AFTER}
+        ),
+        413: error("body larger than INGRESS_MAX_BODY_BYTES"),
+        415: error("Content-Type is not application/json"),
+        422: error("the Idempotency-Key was used with a different request"),
+        429: error("the account's order rate or open orders are at their limit", **_RATE),
+        503: error(
+            "not accepted (broker or database unavailable), or outcome unknown: retry with the same key",
+            **{"Retry-After": RETRY_AFTER},
+        ),
+    },
+)
+HEALTH = Operation(
+    "Liveness",
+    "200 while the process runs, whatever its dependencies do.",
+    tag="operations",
+    replies={200: Reply("the process runs", Health)},
+)
+READY = Operation(
+    "Readiness",
+    "Whether the broker and the database answer (checked at most once a second).",
+    tag="operations",
+    replies={
+        200: Reply("both answer", Ready),
+        503: Reply("which does not", Ready, headers={"Retry-After": RETRY_AFTER}),
+    },
+)
 
 
 def part(
@@ -64,9 +128,9 @@ def part(
     return Part(
         "ingress",
         [
-            Route(ORDER_PATH, ingress_metrics.instrument(routes.execute), methods=["POST"]),
-            Route("/health", routes.health, methods=["GET"]),
-            Route("/ready", routes.ready, methods=["GET"]),
+            route(ORDER_PATH, ingress_metrics.instrument(routes.execute), post=EXECUTE),
+            route("/health", routes.health, get=HEALTH),
+            route("/ready", routes.ready, get=READY),
         ],
         lifespan,
         access={"/health": Access.PUBLIC, "/ready": Access.PUBLIC},

@@ -6,7 +6,8 @@
     oee lag --direct           sample the broker and Postgres from this process (no API needed; its status
                                rules need a few samples, so use it with --watch)
 
-Without `--direct`, an API that does not answer makes it sample directly, saying so on stderr.
+Without `--direct`, an API that does not answer makes it sample directly, saying so on stderr. Sampling
+directly needs the broker and the database to answer at the start (else one line, exit 1: `oee` main).
 `render` is pure (JSON in, text out).
 """
 
@@ -23,8 +24,15 @@ import httpx
 import orjson
 
 from services.config import Settings
+from services.failures import Failure
 
 Report = dict[str, Any]
+
+
+class LagUnavailable(Failure):
+    """Neither the API nor the broker and database answered: there is no report to show."""
+
+
 _CLEAR = "\x1b[H\x1b[2J"
 
 
@@ -132,13 +140,20 @@ async def from_api(url: str, client: httpx.AsyncClient) -> Report:
 async def direct(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[Report]]]:
     """Sample from this process: a monitor of its own, keeping its window across `--watch` refreshes."""
     import asyncpg
+    from aiokafka.admin import AIOKafkaAdminClient
 
     from services.lag.config import LagOptions
     from services.lag.monitor import LagMonitor
     from services.lag.web import projection_schema
 
+    # Both must answer now: a report of nothing but errors would look like a system without lag.
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        await admin.start()
+    finally:
+        await admin.close()
     dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    pool = await asyncpg.create_pool(dsn, min_size=0, max_size=1)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     monitor = LagMonitor(settings, LagOptions.from_env(), pool, projection_schema())
     await monitor.start(background=False)
     try:
@@ -181,8 +196,16 @@ async def show(
             try:
                 report = await take()
             except (httpx.HTTPError, RuntimeError) as exc:
+                try:
+                    take = await stack.enter_async_context(direct(settings))
+                except Exception as direct_failed:
+                    from services.failures import one_line
+
+                    raise LagUnavailable(
+                        f"the API at {url} did not answer ({exc}), and sampling directly failed: "
+                        f"{one_line(direct_failed, settings)}"
+                    ) from direct_failed
                 print(f"oee lag: the API at {url} did not answer ({exc}); sampling directly", file=sys.stderr)
-                take = await stack.enter_async_context(direct(settings))
         shown = 0
         while True:
             report = report or await take()

@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from services.config import Settings
 from services.http.lifespans import Lifespan
@@ -33,6 +33,8 @@ from services.http.responses import error_response, json_response
 from services.lag.config import LagOptions
 from services.lag.exporter import LagExporter
 from services.lag.monitor import LagMonitor
+from services.spec.operation import FORBIDDEN, UNAUTHORIZED, Operation, Param, Reply, error, route
+from services.spec.wire import LAG_REPORT
 
 log = logging.getLogger("oee.lag")
 
@@ -72,8 +74,31 @@ async def dashboard(request: Request) -> Response:
     return HTMLResponse(_PAGE, headers={"Cache-Control": "no-store"})
 
 
+LAG = Operation(
+    "Consumer lag report",
+    "The latest sample of the lag monitor (groups, partitions, stage lags, orders in flight, stuck orders); "
+    "`?seq=N` a sample of the last minute. The same report as `oee lag --json` and the dashboard.",
+    tag="operations",
+    params=[Param("seq", "query", "a sample number (kept for about a minute)", {"type": "integer", "minimum": 0})],
+    replies={
+        200: Reply("the report", LAG_REPORT),
+        400: error("seq is not a sample number"),
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        404: error("that sample is not kept any more"),
+        503: error("the monitor is off, or has no sample yet"),
+    },
+)  # fmt: skip
+DASHBOARD = Operation(
+    "Lag dashboard",
+    "A live page polling /api/lag (it asks for an operator's key under AUTH=keys).",
+    tag="pages",
+    replies={200: Reply("the page (a shell without data)", {"type": "string"}, media_type="text/html")},
+)
+
+
 def routes() -> list[BaseRoute]:
-    return [Route("/api/lag", lag, methods=["GET"]), Route("/dashboard", dashboard, methods=["GET"])]
+    return [route("/api/lag", lag, get=LAG), route("/dashboard", dashboard, get=DASHBOARD)]
 
 
 def lifespan(settings: Settings, options: LagOptions | None = None) -> Lifespan:

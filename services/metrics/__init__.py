@@ -68,7 +68,19 @@ def metrics_route(path: str = "/metrics", registry: CollectorRegistry = REGISTRY
     async def metrics(request: Request) -> Response:
         return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Route(path, metrics, methods=["GET"], name="metrics")
+    from services.spec.operation import FORBIDDEN, UNAUTHORIZED, Operation, Reply, route
+
+    described = Operation(
+        "Prometheus metrics",
+        "Every `oee_` metric of this process, in the Prometheus text format (docs/lag.md lists them).",
+        tag="operations",
+        replies={
+            200: Reply("the exposition", {"type": "string"}, media_type="text/plain"),
+            401: UNAUTHORIZED,
+            403: FORBIDDEN,
+        },
+    )
+    return route(path, metrics, get=described, name="metrics")
 
 
 def metrics_part() -> Part:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from events.topics import Topics
 from projections.db import dsn
@@ -21,16 +21,89 @@ from projections.settings import schema_from_env
 from services.config import Settings
 from services.http.lifespans import Lifespan
 from services.http.parts import Part
+from services.query.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_MS
 from services.query.reads import Reads
 from services.query.routes import QueryContext, get_order, get_order_events, list_orders
 from services.query.waits import Waiter
+from services.spec.operation import (
+    FORBIDDEN,
+    ORDER_ID,
+    RETRY_AFTER,
+    UNAUTHORIZED,
+    Operation,
+    Param,
+    Reply,
+    error,
+    route,
+)
+from services.spec.wire import Order, OrderEvents, OrderPage
+
+_WAIT = [
+    Param("minSeq", "query", "answer once the order's lastSeq is at least this (read your writes)",
+          {"type": "integer", "minimum": 1}),
+    Param("minPosition", "query", "answer once the projection applied this `<partition>:<offset>` of the log",
+          {"type": "string", "pattern": "^[0-9]+:[0-9]+$"}),
+    Param("waitMs", "query", "how long to wait for minSeq/minPosition (default 2000)",
+          {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS}),
+]  # fmt: skip
+_READ_ERRORS = {
+    400: error("a parameter or the order id is invalid: each problem names its field"),
+    401: UNAUTHORIZED,
+    403: FORBIDDEN,
+    404: error("no such order (another account's order is answered the same)"),
+    503: Reply(
+        "the projection did not reach minSeq/minPosition within waitMs (how far it is), or the database "
+        "is unavailable",
+        {"oneOf": [{"$ref": "#/components/schemas/NotCaughtUp"}, {"$ref": "#/components/schemas/ErrorBody"}]},
+        headers={"Retry-After": RETRY_AFTER},
+    ),
+}
+GET_ORDER = Operation(
+    "Get an order",
+    "The order from the Postgres projection and how fresh its partition is; with `minSeq`/`minPosition` it "
+    "waits (up to `waitMs`) until the projection has caught up with what you were told.",
+    tag="orders",
+    params=[ORDER_ID, *_WAIT],
+    replies={200: Reply("the order", Order), 405: error("`/api/orders/execute` takes POST"),
+             **_READ_ERRORS},
+)  # fmt: skip
+GET_EVENTS = Operation(
+    "Get an order's events",
+    "Every event of the order in seq order, exactly as the log has it, with its status and log position.",
+    tag="orders",
+    params=[ORDER_ID, *_WAIT],
+    replies={200: Reply("the events", OrderEvents), **_READ_ERRORS},
+)
+LIST_ORDERS = Operation(
+    "List orders",
+    "The account's orders, newest first, filtered, keyset-paginated (`nextCursor`).",
+    tag="orders",
+    params=[
+        Param("status", "query", "only orders in this status",
+              {"type": "string", "enum": ["pending", "routing", "building", "submitted", "confirmed", "failed"]}),
+        Param("side", "query", "buy or sell", {"type": "string", "enum": ["buy", "sell"]}),
+        Param("venue", "query", "only orders routed to this venue"),
+        Param("from", "query", "created at or after (RFC 3339)", {"type": "string", "format": "date-time"}),
+        Param("to", "query", "created before (RFC 3339)", {"type": "string", "format": "date-time"}),
+        Param("limit", "query", f"page size (default {DEFAULT_LIMIT})",
+              {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+        Param("cursor", "query", "the previous page's nextCursor (for the same filters)"),
+    ],
+    replies={
+        200: Reply("one page", OrderPage),
+        400: error("a parameter is invalid: each problem names its field"),
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        503: error("the database is unavailable", **{"Retry-After": RETRY_AFTER}),
+    },
+)  # fmt: skip
 
 
 def routes() -> list[BaseRoute]:
     return [
-        Route("/api/orders", list_orders, methods=["GET"]),
-        Route("/api/orders/{order_id}", get_order, methods=["GET"]),
-        Route("/api/orders/{order_id}/events", get_order_events, methods=["GET"]),
+        route("/api/orders", list_orders, get=LIST_ORDERS),
+        route("/api/orders/{order_id}", get_order, get=GET_ORDER),
+        route("/api/orders/{order_id}/events", get_order_events, get=GET_EVENTS),
     ]
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
 from services.http.parts import Access, Part
+from services.spec.operation import Operation, Param, Reply, error, mount, route
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -26,10 +27,22 @@ async def index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+_HTML = {200: Reply("the page (a shell without data)", {"type": "string"}, media_type="text/html")}
+INDEX = Operation(
+    "The order page", "Place an order and watch its lifecycle live.", tag="pages", replies=_HTML
+)
+ASSETS = Operation(
+    "The order page's files",
+    tag="pages",
+    params=[Param("file", "path", "a file of the page (`index.html`, scripts, styles)", required=True)],
+    replies={200: Reply("the file", {"type": "string"}, media_type="*/*"), 404: error("no such file")},
+)
+
+
 def page_routes() -> list[BaseRoute]:
     return [
-        Route("/", index, methods=["GET"]),
-        Mount("/app", app=StaticFiles(directory=STATIC_DIR, html=True), name="app"),
+        route("/", index, get=INDEX),
+        mount("/app", StaticFiles(directory=STATIC_DIR, html=True), ASSETS, name="app"),
     ]
 
 

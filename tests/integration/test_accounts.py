@@ -41,6 +41,7 @@ from services.http.parts import Access, Policy
 from services.lag import web as lag
 from services.lag.config import LagOptions
 from services.metrics import metrics_part
+from services.spec import part as specs
 from services.web import routes as pages
 from tests.api_harness import RunningApp, api_app, uvicorn_serving
 from tests.integration.gateway_harness import append, collect, own_schema
@@ -132,12 +133,17 @@ async def system(infra: Settings, topics: Topics, unique: str, keys: Keys) -> As
             pages.part(),
             lag.part(settings, LagOptions(interval_s=0)),
             metrics_part(),
+            specs.part(),
         ]
         app = create_app(settings, parts, accounts=KEYS, schema=schema)
         async with uvicorn_serving(app) as running:
             assert await app.state.gateway.wait_ready()
             await asyncio.wait_for(app.state.ingress.publisher.wait_connected(), 30)
             yield System(running, settings, topics, orders)
+
+
+MOUNTED_FILES = {"/app": ["/", "/app.js"], "/docs/assets": ["/swagger-ui.css"]}
+"""Files that exist under each mount of the API, to walk."""
 
 
 def _paths(routes: list[Any], order_id: str) -> list[tuple[str, str, list[str]]]:
@@ -150,8 +156,8 @@ def _paths(routes: list[Any], order_id: str) -> list[tuple[str, str, list[str]]]
             methods = sorted((route.methods or {"GET"}) - {"HEAD"})
             out.append(("http", route.path.replace("{order_id}", order_id), methods))
         elif isinstance(route, Mount):
-            out.append(("http", route.path + "/", ["GET"]))
-            out.append(("http", route.path + "/app.js", ["GET"]))
+            for file in MOUNTED_FILES[route.path]:
+                out.append(("http", route.path + file, ["GET"]))
         else:
             raise AssertionError(f"a route kind this walk does not know: {route!r}")
     return out
@@ -179,6 +185,7 @@ async def test_no_request_without_a_valid_key_reads_or_writes_anything(
             pages.part(),
             lag.part(system.settings),
             metrics_part(),
+            specs.part(),
         ]
     )
     alice_order = system.orders["alice"][0]
@@ -186,7 +193,7 @@ async def test_no_request_without_a_valid_key_reads_or_writes_anything(
     assert {p for _, p, _ in walked} >= {
         "/api/orders/execute", "/api/orders", f"/api/orders/{alice_order}", f"/api/orders/{alice_order}/events",
         f"/ws/orders/{alice_order}", "/ws", "/gateway/stats", "/api/lag", "/dashboard", "/metrics", "/health",
-        "/ready", "/", "/app/",
+        "/ready", "/", "/app/", "/openapi.json", "/asyncapi.json", "/docs", "/docs/assets/swagger-ui.css",
     }  # fmt: skip
     wrong = {
         "no key": (None, 401),

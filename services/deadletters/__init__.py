@@ -1,0 +1,1 @@
+"""Dead letters of the router (a topic) and the projector (a table): list, show, replay at most once."""
