@@ -1,4 +1,5 @@
-"""Run the ingress under uvicorn programmatically: uvloop, httptools, no access log (`oee api` runs it)."""
+"""Run the ingress under uvicorn programmatically (`oee api` runs it), configured as every process that
+serves HTTP is (`services.serving`: uvloop, httptools, bounded protocols, the `HTTP_*` limits)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from starlette.routing import BaseRoute
 
 from services import logs
 from services.config import Settings
+from services.gateway.options import GatewayOptions
 from services.ingress.app import Lifespan, create_app
 from services.ingress.options import IngressOptions
+from services.serving.limits import HttpLimits
+from services.serving.server import uvicorn_config
 
 
 def server(
@@ -21,19 +25,14 @@ def server(
 ) -> uvicorn.Server:
     """A configured uvicorn server for the ingress app (not started)."""
     app = create_app(settings, options=options, extra_routes=extra_routes, extra_lifespans=extra_lifespans)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="on",
-        access_log=False,
-        log_config=None,  # `services.logs` already configured the root logger
-        log_level=settings.log_level.lower(),
-        server_header=False,
+        log_level=settings.log_level,
+        limits=HttpLimits.from_env(),
+        # The API serves the gateway's WebSockets too (`/ws`, `/ws/orders/{id}`): the same message bound.
+        ws_max_size=GatewayOptions.from_env().max_message_bytes,
         timeout_graceful_shutdown=10,
     )
     return uvicorn.Server(config)
