@@ -1,5 +1,6 @@
 """A connection's send queue with a fake socket: order, bursts within the grace, slow clients closed with
-1013 (and a resumable reason), the hard cap, flow control of the client's own messages, and the close."""
+1013 (and a resumable reason), the hard caps in frames and in bytes, flow control of the client's own
+messages, and the close."""
 
 from __future__ import annotations
 
@@ -33,9 +34,21 @@ class FakeSocket:
 
 
 def connection(
-    ws: FakeSocket, max_frames: int = 10, grace_s: float = 0.05, multiplexed: bool = False
+    ws: FakeSocket,
+    max_frames: int = 10,
+    grace_s: float = 0.05,
+    multiplexed: bool = False,
+    max_bytes: int = 1 << 20,
+    close_timeout_s: float = 5.0,
 ) -> Connection:
-    return Connection(ws, max_frames, close_timeout_s=5.0, multiplexed=multiplexed, grace_s=grace_s)  # type: ignore[arg-type]
+    return Connection(
+        ws,  # type: ignore[arg-type]
+        max_frames,
+        close_timeout_s=close_timeout_s,
+        multiplexed=multiplexed,
+        grace_s=grace_s,
+        max_bytes=max_bytes,
+    )
 
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
@@ -127,3 +140,45 @@ async def test_a_close_the_client_never_reads_is_given_up() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(writer, 5)
     assert ws.sent == []
+
+
+async def test_big_frames_are_bounded_in_bytes_not_only_in_frames() -> None:
+    ws = FakeSocket()
+    ws.gate.clear()
+    conn = connection(ws, max_frames=1000, max_bytes=10_000, grace_s=60.0, multiplexed=True)
+    conn.start()
+    assert conn.push("x" * 4000) and conn.room.is_set()
+    assert conn.push("x" * 2000) and not conn.room.is_set()  # over half the bytes: the client's next waits
+    assert conn.push("x" * 5000) and not conn.closing  # over the limit: the grace runs
+    results = [conn.push("x" * 10_000) for _ in range(3)]
+    assert results == [True, True, False] and conn.closing and conn.overflowed  # 4x the bytes: at once
+    await conn.stop()
+
+
+async def test_over_the_byte_limit_past_the_grace_is_closed_1013() -> None:
+    ws = FakeSocket()
+    conn = connection(ws, max_frames=1000, max_bytes=10_000, grace_s=0.05)
+    writer = conn.start()
+    conn.push("a", seq=1)
+    await until(lambda: ws.texts == ["a"])
+    ws.gate.clear()
+    for seq, letter in ((2, "b"), (3, "c"), (4, "d")):  # b goes in flight; c and d stay queued
+        conn.push(letter * 6000, seq=seq)
+    await until(lambda: conn.closing)
+    ws.gate.set()
+    await asyncio.wait_for(writer, 5)
+    assert ws.close is not None and ws.close["code"] == 1013 and "fromSeq=2" in ws.close["reason"]
+
+
+async def test_a_client_that_reads_nothing_while_its_message_waits_is_closed() -> None:
+    ws = FakeSocket()
+    ws.gate.clear()
+    conn = connection(ws, max_frames=10, grace_s=60.0, close_timeout_s=0.2)
+    conn.start()
+    for i in range(6):  # over half the limit, under it: only the client's next message waits
+        conn.push(f"pong{i}")
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(conn.wait_to_read(), 5)
+    assert conn.closing and conn.close_code == 1013 and conn.overflowed
+    assert asyncio.get_running_loop().time() - started >= 0.2
+    await conn.stop()
