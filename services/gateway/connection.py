@@ -12,6 +12,10 @@ cap, the transport's buffer and the close timeout.
 The other direction has flow control too: `wait_to_read` holds the client's next message while the queue
 is over half a limit, so a client subscribing or pinging faster than it reads is slowed down instead of
 closed; one that reads nothing at all for `close_timeout_s` meanwhile is closed 1013.
+
+`lookups` bounds the history look-ups (projection queries, log searches) the connection's streams have
+under way: more wait their turn, in order, and a stream that ends withdraws its own. However a client
+subscribes, it keeps at most `max_lookups` pieces of work on the database and the log.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -27,9 +32,44 @@ from services.gateway import protocol
 
 log = logging.getLogger("oee.gateway")
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Lookups"]
 
 _serials = itertools.count()
+
+
+class Lookups:
+    """At most `limit` look-ups under way; the others wait their turn in order (synchronous: a turn is a
+    callback that starts the work, and `done` hands the slot on)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self._waiting: deque[Callable[[], None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def ask(self, turn: Callable[[], None]) -> None:
+        """Call `turn` now if a look-up is free, else when one is. `turn` must call `done` once finished."""
+        if self.running < self.limit:
+            self.running += 1
+            turn()
+        else:
+            self._waiting.append(turn)
+
+    def withdraw(self, turn: Callable[[], None]) -> None:
+        """Forget a turn not yet taken (its stream ended)."""
+        try:
+            self._waiting.remove(turn)
+        except ValueError:
+            pass
+
+    def done(self) -> None:
+        self.running -= 1
+        if self._waiting and self.running < self.limit:
+            self.running += 1
+            self._waiting.popleft()()
 
 
 class Connection:
@@ -42,6 +82,7 @@ class Connection:
         multiplexed: bool,
         grace_s: float = 1.0,
         max_bytes: int = 4 * 1024 * 1024,
+        max_lookups: int = 100,
     ) -> None:
         self.ws = ws
         self.serial = next(_serials)  # spreads per-connection periodic work (heartbeats) evenly
@@ -52,6 +93,7 @@ class Connection:
         self.overflowed = False
         self.room = asyncio.Event()  # set while the queue is under half the limit
         self.room.set()
+        self.lookups = Lookups(max_lookups)  # history look-ups of this connection's streams
         self._max = max_frames
         self._hard_max = 4 * max_frames
         self._max_bytes = max_bytes

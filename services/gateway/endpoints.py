@@ -120,6 +120,7 @@ def _connection(gateway: Gateway, ws: WebSocket, *, multiplexed: bool) -> Connec
         multiplexed=multiplexed,
         grace_s=opts.slow_grace_s,
         max_bytes=opts.send_queue_bytes,
+        max_lookups=opts.max_lookups,
     )
 
 

@@ -105,8 +105,14 @@ class Gateway:
             "notFound": self.stats["not_found"],
             "historyQueries": self.pg.queries,
             "historyQueryFailures": self.pg.failures,
+            "lookups": sum(c.lookups.running for c in self.connections),
+            "lookupsWaiting": sum(c.lookups.waiting for c in self.connections),
+            "historyQueriesPending": self.pg.pending(),
             "logSearches": self.search.searches,
+            "logSearchesPending": self.search.pending(),
             "logSearchRecords": self.search.records_read,
+            "newOrderLookups": self.search.new_lookups,
+            "keyIndexKeys": self.search.index.keys(),
         }
 
     def opened(self, conn: Connection, account: str) -> tuple[int, str] | None:

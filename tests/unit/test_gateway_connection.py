@@ -1,15 +1,16 @@
 """A connection's send queue with a fake socket: order, bursts within the grace, slow clients closed with
 1013 (and a resumable reason), the hard caps in frames and in bytes, flow control of the client's own
-messages, and the close."""
+messages, the close; and the turns of its look-ups."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from services.gateway.connection import Connection
+from services.gateway.connection import Connection, Lookups
 
 
 class FakeSocket:
@@ -39,6 +40,7 @@ def connection(
     grace_s: float = 0.05,
     multiplexed: bool = False,
     max_bytes: int = 1 << 20,
+    max_lookups: int = 100,
     close_timeout_s: float = 5.0,
 ) -> Connection:
     return Connection(
@@ -48,6 +50,7 @@ def connection(
         multiplexed=multiplexed,
         grace_s=grace_s,
         max_bytes=max_bytes,
+        max_lookups=max_lookups,
     )
 
 
@@ -182,3 +185,25 @@ async def test_a_client_that_reads_nothing_while_its_message_waits_is_closed() -
     assert conn.closing and conn.close_code == 1013 and conn.overflowed
     assert asyncio.get_running_loop().time() - started >= 0.2
     await conn.stop()
+
+
+def test_look_ups_take_turns_in_order_and_a_withdrawn_one_never_runs() -> None:
+    lookups = Lookups(limit=2)
+    ran: list[str] = []
+
+    def turn(name: str) -> Callable[[], None]:
+        return lambda: ran.append(name)
+
+    turns = {name: turn(name) for name in "abcde"}
+    for name in "abcde":
+        lookups.ask(turns[name])
+    assert ran == ["a", "b"] and lookups.running == 2 and lookups.waiting == 3
+    lookups.withdraw(turns["c"])  # its stream ended before its turn
+    lookups.withdraw(turns["a"])  # under way already: nothing to withdraw (its stream calls done)
+    lookups.done()
+    assert ran == ["a", "b", "d"] and lookups.running == 2 and lookups.waiting == 1
+    lookups.done()
+    lookups.done()
+    assert ran == ["a", "b", "d", "e"] and lookups.running == 1 and lookups.waiting == 0
+    lookups.done()
+    assert lookups.running == 0
