@@ -11,7 +11,7 @@ cap, the transport's buffer and the close timeout.
 
 The other direction has flow control too: `wait_to_read` holds the client's next message while the queue
 is over half a limit, so a client subscribing or pinging faster than it reads is slowed down instead of
-closed; one that reads nothing at all for `close_timeout_s` meanwhile is closed 1013.
+closed. (One that reads nothing at all is disconnected by the server after `HTTP_SEND_TIMEOUT_MS`.)
 
 `lookups` bounds the history look-ups (projection queries, log searches) the connection's streams have
 under way: more wait their turn, in order, and a stream that ends withdraws its own. However a client
@@ -141,14 +141,9 @@ class Connection:
             self._overflow()
 
     async def wait_to_read(self) -> None:
-        """Return once the client's next message may be handled (it reads what it is sent). A client that
-        reads nothing for the close timeout meanwhile is closed as too slow."""
+        """Return once the client's next message may be handled: it has read enough of what it is sent."""
         if not self.room.is_set():
-            try:
-                await asyncio.wait_for(self.room.wait(), self._close_timeout_s)
-            except TimeoutError:
-                if self.close_code is None:
-                    self._overflow()
+            await self.room.wait()
 
     def _overflow(self) -> None:
         self.overflowed = True

@@ -23,6 +23,10 @@ HTTP_ENV_VARS: dict[str, tuple[str, str]] = {
         "a request's line, headers and body must arrive within this of its first byte; else 408, closed",
     ),
     "HTTP_MAX_HEADER_BYTES": ("16384", "request line and headers together; larger answers 431"),
+    "HTTP_SEND_TIMEOUT_MS": (
+        "10000",
+        "a client (HTTP or WebSocket) that takes nothing of what is sent to it for this long is disconnected",
+    ),
 }
 
 
@@ -33,6 +37,7 @@ class HttpLimits:
     max_connections: int = 4096
     request_timeout_s: float = 5.0
     max_header_bytes: int = 16 * 1024
+    send_timeout_s: float = 10.0
     # After its handler returned, a WebSocket whose peer neither reads nor closes is aborted after this
     # (uvicorn's own close handshake waits 10 s, then `close()`, which never ends while data is unsent).
     ws_linger_s: float = 15.0
@@ -44,6 +49,7 @@ class HttpLimits:
             max_connections=_int(env, "HTTP_MAX_CONNECTIONS", 1, 10_000_000),
             request_timeout_s=_int(env, "HTTP_REQUEST_TIMEOUT_MS", 10, 600_000) / 1000,
             max_header_bytes=_int(env, "HTTP_MAX_HEADER_BYTES", 1024, 1024 * 1024),
+            send_timeout_s=_int(env, "HTTP_SEND_TIMEOUT_MS", 10, 3_600_000) / 1000,
         )
 
 

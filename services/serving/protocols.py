@@ -22,6 +22,10 @@ WebSocket (websockets-sansio), per connection:
   that buffer without bound;
 - once the handler returned, a connection still open after `ws_linger_s` is aborted: `transport.close()`
   waits for unsent data forever when the peer does not read.
+
+Both: a peer that takes nothing of what is sent to it for `send_timeout_s` (writing stays paused: its
+receive buffer and ours are full) is disconnected. Nothing else would end it: uvicorn's `send` waits for the
+buffer to drain for ever, and the peer, not reading, would never see a close frame anyway.
 """
 
 from __future__ import annotations
@@ -50,6 +54,26 @@ def error_response_bytes(status: int, error: str, headers: dict[str, str] | None
     return "\r\n".join(head).encode("latin-1") + body
 
 
+class _Stall:
+    """Disconnects a transport whose writing stays paused (the peer takes nothing) for `timeout_s`."""
+
+    __slots__ = ("_timer",)
+
+    def __init__(self) -> None:
+        self._timer: asyncio.TimerHandle | None = None
+
+    def paused(
+        self, loop: asyncio.AbstractEventLoop, timeout_s: float, transport: asyncio.BaseTransport
+    ) -> None:
+        if self._timer is None:
+            self._timer = loop.call_later(timeout_s, transport.abort)  # type: ignore[attr-defined]
+
+    def resumed(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class _OpenCount:
     """HTTP connections of one server open now (upgraded WebSockets leave the count)."""
 
@@ -76,6 +100,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_head = True  # reading a request's line and headers, or waiting for its first byte
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._stall = _Stall()
 
     # -- the connection ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -89,8 +114,17 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stall.resumed()
         self._uncount()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._stall.paused(self.loop, self.limits.send_timeout_s, self.transport)
+
+    def resume_writing(self) -> None:
+        self._stall.resumed()
+        super().resume_writing()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser at most `max_header_bytes` of a request's head: httptools would buffer any size."""
@@ -110,6 +144,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # The WebSocket protocol takes the transport over: its deadline and count are no longer ours.
         self._upgraded = True
         self._disarm()
+        self._stall.resumed()
         self._uncount()
         super().handle_websocket_upgrade()
 
@@ -182,12 +217,23 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     connection its handler left but the peer keeps open."""
 
     linger_s: float = 15.0
+    send_timeout_s: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stall = _Stall()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stall.resumed()
+        super().connection_lost(exc)
 
     def pause_writing(self) -> None:
         super().pause_writing()
         self.transport.pause_reading()
+        self._stall.paused(self.loop, self.send_timeout_s, self.transport)
 
     def resume_writing(self) -> None:
+        self._stall.resumed()
         super().resume_writing()
         if not self.read_paused and not self.transport.is_closing():
             self.transport.resume_reading()
@@ -221,5 +267,5 @@ def protocols(limits: HttpLimits) -> tuple[type[BoundedHttpProtocol], type[Bound
         pass
 
     Http.limits, Http.count = limits, _OpenCount()
-    WebSocket.linger_s = limits.ws_linger_s
+    WebSocket.linger_s, WebSocket.send_timeout_s = limits.ws_linger_s, limits.send_timeout_s
     return Http, WebSocket

@@ -34,7 +34,9 @@ from services.serving.limits import HTTP_ENV_VARS, HttpLimits
 from services.serving.protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
 from services.serving.server import uvicorn_config
 
-LIMITS = HttpLimits(max_connections=20, request_timeout_s=0.5, max_header_bytes=2048, ws_linger_s=0.5)
+LIMITS = HttpLimits(
+    max_connections=20, request_timeout_s=0.5, max_header_bytes=2048, ws_linger_s=0.5, send_timeout_s=30.0
+)
 
 
 @dataclasses.dataclass
@@ -60,6 +62,12 @@ def app(seen: dict[str, Any]) -> Starlette:
             seen["handler"] = "done"
         return JSONResponse({"late": True})
 
+    async def huge(request: Request) -> Response:
+        try:
+            return Response(b"h" * (64 * 1024 * 1024))
+        finally:
+            seen["huge"] = "answered"
+
     async def echo_ws(ws: WebSocket) -> None:
         await ws.accept()
         async for text in ws.iter_text():
@@ -77,6 +85,7 @@ def app(seen: dict[str, Any]) -> Starlette:
         routes=[
             Route("/echo", echo, methods=["GET", "POST"]),
             Route("/slow", slow_reader, methods=["POST"]),
+            Route("/huge", huge, methods=["GET"]),
             WebSocketRoute("/ws", echo_ws),
             WebSocketRoute("/flood", flood_then_leave),
         ]
@@ -156,6 +165,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert limits == dataclasses.replace(HttpLimits(), ws_linger_s=limits.ws_linger_s)
     assert limits.max_connections == int(HTTP_ENV_VARS["HTTP_MAX_CONNECTIONS"][0]) == 4096
     assert limits.request_timeout_s == 5.0 and limits.max_header_bytes == 16384
+    assert limits.send_timeout_s == 10.0
 
 
 async def test_a_request_that_arrives_in_time_is_answered_on_a_kept_alive_connection() -> None:
@@ -338,10 +348,32 @@ async def test_a_peer_that_pings_and_never_reads_does_not_grow_the_server_s_buff
 
 
 async def test_a_connection_its_handler_left_is_aborted_when_the_peer_never_reads() -> None:
-    async with serving() as s:
+    async with serving() as s:  # (the send timeout, 30 s here, would end it too, later)
         sock = await _upgraded(s.port, "/flood")
         await until(lambda: s.seen.get("flood") == "left", 10, "the handler to give up")
         assert s.connections(WebSocketsSansIOProtocol) == 1  # uvicorn's close() waits on unsent data...
         # ... which a peer that never reads never takes: the connection is aborted after the linger.
         await until(lambda: s.connections(WebSocketsSansIOProtocol) == 0, 3, "the connection to be aborted")
         sock.close()
+
+
+async def test_a_peer_that_takes_nothing_is_disconnected_after_the_send_timeout() -> None:
+    limits = dataclasses.replace(LIMITS, send_timeout_s=0.5, ws_linger_s=60.0, request_timeout_s=60.0)
+    async with serving(limits) as s:
+        # A WebSocket handler sending to a peer that never reads: its send fails (the peer is gone) after
+        # the timeout instead of waiting for ever.
+        sock = await _upgraded(s.port, "/flood")
+        started = time.monotonic()
+        await until(lambda: s.connections(WebSocketsSansIOProtocol) == 0, 5, "the WebSocket to be cut")
+        assert time.monotonic() - started < 2.0 and s.seen.get("flood") == "left"
+        sock.close()
+        # An HTTP response the client never reads.
+        reader, writer = await raw(s.port)
+        writer.transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(b"GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
+        await until(lambda: s.seen.get("huge") == "answered", 5, "the handler to answer")
+        reader._transport.pause_reading()  # type: ignore[attr-defined]  # never read the answer
+        await until(lambda: s.connections(BoundedHttpProtocol) == 0, 5, "the HTTP connection to be cut")
+        writer.close()
