@@ -84,7 +84,7 @@ class _OpenCount:
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """httptools' protocol with a request deadline, a header size limit and a connection limit.
+    """httptools' protocol with a request deadline, a head size limit, a connection limit and a send timeout.
 
     A subclass per server (`protocols`) sets `limits` and the shared `count`.
     """
