@@ -2,10 +2,11 @@
 broker behind it.
 
 It reuses the ingress's own pieces (`read_body`, `parse_request`, `order_id_for`, `json_response`) and runs
-under uvicorn with the settings of `services/api/server.py` (uvloop, httptools, no access log, no server
-header), so the ratio ingress / bare isolates what publishing to Kafka costs.
+under uvicorn with the settings of `services/api/server.py` (`services.serving`: uvloop, httptools with
+the HTTP edge's bounds, no access log, no server header), so the ratio ingress / bare isolates what
+publishing to Kafka costs. `--plain` serves with uvicorn's own protocols instead, to price the bounds.
 
-    python -m bench.bare_app --port 3999
+    python -m bench.bare_app --port 3999 [--plain]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from services.ingress.intake import order_id_for
 from services.ingress.options import IngressOptions
 from services.ingress.routes import BodyTooLarge, read_body
 from services.ingress.validation import KEY_FIELD, InvalidRequest, Problem, parse_request
+from services.serving.limits import HttpLimits
+from services.serving.server import uvicorn_config
 
 
 async def execute(request: Request) -> Response:
@@ -62,22 +65,19 @@ def create_app() -> Starlette:
     return app
 
 
-def server(port: int, host: str = "127.0.0.1") -> uvicorn.Server:
+def server(port: int, host: str = "127.0.0.1", *, plain: bool = False) -> uvicorn.Server:
     """The uvicorn settings of `services.api.server.server`, around the bare app."""
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(),
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="on",
-        access_log=False,
         log_level="warning",
-        server_header=False,
+        limits=HttpLimits.from_env(),
+        ws_max_size=64 * 1024,
         timeout_graceful_shutdown=10,
     )
+    if plain:  # uvicorn's own protocols, without the edge's bounds
+        config.http, config.ws = "httptools", "websockets-sansio"
     return uvicorn.Server(config)
 
 
@@ -85,8 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--plain", action="store_true", help="uvicorn's own protocols (no edge bounds)")
     args = parser.parse_args()
-    server(args.port, args.host).run()
+    server(args.port, args.host, plain=args.plain).run()
 
 
 if __name__ == "__main__":

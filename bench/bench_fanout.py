@@ -377,7 +377,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     )
     settings: Settings = system.settings
     port = free_port()
-    gateway = service("gateway", settings, tmp, {"GATEWAY_PORT": str(port), "LOG_LEVEL": "WARNING"}).start()
+    env = {
+        "GATEWAY_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        # Every connection is the one implicit `local` account's (no authentication here).
+        "GATEWAY_MAX_ACCOUNT_CONNECTIONS": str(args.connections),
+        # They all open at once: handshakes not yet upgraded count as HTTP connections.
+        "HTTP_MAX_CONNECTIONS": str(args.connections + 1000),
+    }
+    gateway = service("gateway", settings, tmp, env).start()
     system.procs["gateway"] = gateway
     http_url = f"http://127.0.0.1:{port}"
     samples: list[tuple[float, int, float]] = []

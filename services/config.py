@@ -107,6 +107,8 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     from services.ingress.options import INGRESS_ENV_VARS
     from services.lag.config import LAG_ENV_VARS
     from services.metrics import METRICS_ENV_VARS
+    from services.query.options import QUERY_ENV_VARS
+    from services.serving.limits import HTTP_ENV_VARS
     from services.stack.supervisor_options import SUPERVISOR_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
 
@@ -120,6 +122,8 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
         **LAG_ENV_VARS,
         **METRICS_ENV_VARS,
         **SUPERVISOR_ENV_VARS,
+        **HTTP_ENV_VARS,
+        **QUERY_ENV_VARS,
     }
 
 

@@ -1,4 +1,5 @@
-"""Run the API under uvicorn: uvloop, httptools, sans-I/O websockets, no access log (`oee api` runs it).
+"""Run the API under uvicorn, configured as every process that serves HTTP is (`services.serving`: uvloop,
+httptools, bounded protocols, the `HTTP_*` limits, WebSocket messages capped like the gateway's).
 
 Like Redis's protected mode, the API refuses to start with `AUTH=off` on an address other than loopback:
 without keys anyone who reaches the port could trade and read every order.
@@ -13,25 +14,23 @@ from services.accounts.options import AccountsOptions
 from services.api.app import create_app
 from services.config import Settings
 from services.gateway import server as gateway_server
+from services.gateway.options import GatewayOptions
+from services.serving.limits import HttpLimits
+from services.serving.server import uvicorn_config
 
 
 def server(settings: Settings, accounts: AccountsOptions | None = None) -> uvicorn.Server:
     """A configured uvicorn server for the API (not started); raises `ConfigError` before binding anything."""
     accounts = accounts or AccountsOptions.from_env()
     accounts.check_exposure("HOST", settings.host)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(settings, accounts=accounts),
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="on",
-        access_log=False,
-        log_config=None,  # `services.logs` already configured the root logger
-        log_level=settings.log_level.lower(),
-        server_header=False,
+        log_level=settings.log_level,
+        limits=HttpLimits.from_env(),
+        # The API serves the gateway's WebSockets too (`/ws`, `/ws/orders/{id}`): the same message bound.
+        ws_max_size=GatewayOptions.from_env().max_message_bytes,
         timeout_graceful_shutdown=10,
     )
     return uvicorn.Server(config)

@@ -1,16 +1,21 @@
 """One WebSocket's outgoing side: a bounded queue of encoded frames and the one task that writes them.
 
-Producers (the hub, history loads, heartbeats) only ever `push`, which never waits. The writer sends in
-order and waits on the socket's flow control (uvicorn pauses `send` while the transport buffer is full),
-so a client that does not read makes the queue grow. Past `max_frames` the client has `grace_s` to bring it
-back under (a burst of history for many orders at once is not slowness); if it does not, or if the queue
-reaches four times the limit, what is queued is dropped and the connection closed with 1013 and a reason
-saying how to resume. Memory per connection is bounded by that cap (frames are shared strings), the
-transport's buffer and the close timeout.
+Producers (the hub, history loads, heartbeats, answers to pings) only ever `push`, which never waits. The
+writer sends in order and waits on the socket's flow control (uvicorn pauses `send` while the transport
+buffer is full), so a client that does not read makes the queue grow. The queue is bounded in frames
+(`max_frames`) and in characters (`max_bytes`; bytes, for the ASCII JSON of event frames): past either
+limit the client has `grace_s` to bring it back under (a burst of history for many orders at once is not
+slowness); if it does not, or if the queue reaches four times a limit, what is queued is dropped and the
+connection closed with 1013 and a reason saying how to resume. Memory per connection is bounded by that
+cap, the transport's buffer and the close timeout.
 
-The other direction has flow control too: `room` is clear while the queue is over half the limit, and the
-endpoint waits for it before handling the client's next message, so a client subscribing faster than it
-reads is slowed down instead of closed.
+The other direction has flow control too: `wait_to_read` holds the client's next message while the queue
+is over half a limit, so a client subscribing or pinging faster than it reads is slowed down instead of
+closed. (One that reads nothing at all is disconnected by the server after `HTTP_SEND_TIMEOUT_MS`.)
+
+`lookups` bounds the history look-ups (projection queries, log searches) the connection's streams have
+under way: more wait their turn, in order, and a stream that ends withdraws its own. However a client
+subscribes, it keeps at most `max_lookups` pieces of work on the database and the log.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -26,9 +32,44 @@ from services.gateway import protocol
 
 log = logging.getLogger("oee.gateway")
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Lookups"]
 
 _serials = itertools.count()
+
+
+class Lookups:
+    """At most `limit` look-ups under way; the others wait their turn in order (synchronous: a turn is a
+    callback that starts the work, and `done` hands the slot on)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self._waiting: deque[Callable[[], None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def ask(self, turn: Callable[[], None]) -> None:
+        """Call `turn` now if a look-up is free, else when one is. `turn` must call `done` once finished."""
+        if self.running < self.limit:
+            self.running += 1
+            turn()
+        else:
+            self._waiting.append(turn)
+
+    def withdraw(self, turn: Callable[[], None]) -> None:
+        """Forget a turn not yet taken (its stream ended)."""
+        try:
+            self._waiting.remove(turn)
+        except ValueError:
+            pass
+
+    def done(self) -> None:
+        self.running -= 1
+        if self._waiting and self.running < self.limit:
+            self.running += 1
+            self._waiting.popleft()()
 
 
 class Connection:
@@ -40,6 +81,8 @@ class Connection:
         *,
         multiplexed: bool,
         grace_s: float = 1.0,
+        max_bytes: int = 4 * 1024 * 1024,
+        max_lookups: int = 100,
     ) -> None:
         self.ws = ws
         self.serial = next(_serials)  # spreads per-connection periodic work (heartbeats) evenly
@@ -50,8 +93,12 @@ class Connection:
         self.overflowed = False
         self.room = asyncio.Event()  # set while the queue is under half the limit
         self.room.set()
+        self.lookups = Lookups(max_lookups)  # history look-ups of this connection's streams
         self._max = max_frames
         self._hard_max = 4 * max_frames
+        self._max_bytes = max_bytes
+        self._hard_max_bytes = 4 * max_bytes
+        self._bytes = 0  # characters queued
         self._dropped = 0
         self._grace_s = grace_s
         self._slow_timer: asyncio.TimerHandle | None = None
@@ -72,11 +119,12 @@ class Connection:
             return False
         queue = self._queue
         queue.append((frame, seq))
-        n = len(queue)
-        if n >= self._max // 2:
+        self._bytes += len(frame)
+        n, size = len(queue), self._bytes
+        if n >= self._max // 2 or size >= self._max_bytes // 2:
             self.room.clear()
-            if n >= self._max:
-                if n >= self._hard_max:
+            if n >= self._max or size >= self._max_bytes:
+                if n >= self._hard_max or size >= self._hard_max_bytes:
                     self._overflow()
                     return False
                 if self._slow_timer is None:
@@ -84,10 +132,18 @@ class Connection:
         self._wake.set()
         return True
 
+    def _over(self) -> bool:
+        return len(self._queue) >= self._max or self._bytes >= self._max_bytes
+
     def _check_slow(self) -> None:
         self._slow_timer = None
-        if self.close_code is None and len(self._queue) >= self._max:
+        if self.close_code is None and self._over():
             self._overflow()
+
+    async def wait_to_read(self) -> None:
+        """Return once the client's next message may be handled: it has read enough of what it is sent."""
+        if not self.room.is_set():
+            await self.room.wait()
 
     def _overflow(self) -> None:
         self.overflowed = True
@@ -101,6 +157,7 @@ class Connection:
         self.close_code, self.close_reason = code, protocol.reason(reason)
         if not flush:
             self._queue.clear()
+            self._bytes = 0
         if self._slow_timer is not None:
             self._slow_timer.cancel()
         self.room.set()  # nothing more is read from the client once closing; do not keep it waiting
@@ -132,11 +189,16 @@ class Connection:
             while True:
                 while queue:
                     frame, seq = queue.popleft()
+                    self._bytes -= len(frame)
                     await send({"type": "websocket.send", "text": frame})
                     self.sent += 1
                     if seq is not None:
                         self.last_seq_sent = seq
-                    if len(queue) < self._max // 2 and not self.room.is_set():
+                    if (
+                        not self.room.is_set()
+                        and len(queue) < self._max // 2
+                        and self._bytes < self._max_bytes // 2
+                    ):
                         self.room.set()
                 if self.close_code is not None:
                     break

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from services.gateway import frames, protocol
+from services.gateway.admission import account_of
 from services.gateway.connection import Connection
 from services.gateway.feed import OrderFeed
 from services.gateway.gateway import Gateway
@@ -27,21 +28,11 @@ async def order_stream(ws: WebSocket) -> None:
     """`/ws/orders/{orderId}?fromSeq=N&keepOpen=1`: the order's frames, then a close (1000) at its end."""
     gateway: Gateway = ws.app.state.gateway
     await ws.accept()
-    conn = Connection(
-        ws,
-        gateway.options.send_queue,
-        gateway.options.close_timeout_s,
-        multiplexed=False,
-        grace_s=gateway.options.slow_grace_s,
-    )
+    conn = _connection(gateway, ws, multiplexed=False)
     writer = conn.start()
     feed: OrderFeed | None = None
     try:
-        if not gateway.opened(conn):
-            conn.close(protocol.TRY_AGAIN_LATER, "gateway at capacity: retry later")
-        elif not await gateway.wait_ready():
-            conn.close(protocol.TRY_AGAIN_LATER, "gateway not ready (event log unreachable): retry later")
-        else:
+        if await _admitted(gateway, conn, ws):
             try:
                 request = protocol.stream_request(ws.path_params["order_id"], ws.query_params)
             except protocol.ProtocolError as exc:
@@ -53,7 +44,9 @@ async def order_stream(ws: WebSocket) -> None:
                         return
                     conn.close(code, reason)
 
-                feed = OrderFeed(gateway, conn, request.order_id, request.from_seq, ended, _account(ws))
+                feed = OrderFeed(
+                    gateway, conn, request.order_id, request.from_seq, ended, account_of(ws.scope)
+                )
                 feed.start()
         await _read_until_gone(ws, conn, writer, on_text=lambda text: _answer_ping(conn, text))
     finally:
@@ -68,10 +61,10 @@ async def multiplexed(ws: WebSocket) -> None:
     gateway: Gateway = ws.app.state.gateway
     await ws.accept()
     opts = gateway.options
-    conn = Connection(ws, opts.send_queue, opts.close_timeout_s, multiplexed=True, grace_s=opts.slow_grace_s)
+    conn = _connection(gateway, ws, multiplexed=True)
     writer = conn.start()
     feeds: dict[str, OrderFeed] = {}
-    account = _account(ws)
+    account = account_of(ws.scope)
 
     def ended(feed: OrderFeed, code: int, reason: str) -> None:
         if feeds.get(feed.order_id) is feed:
@@ -111,11 +104,7 @@ async def multiplexed(ws: WebSocket) -> None:
                 feed.start()
 
     try:
-        if not gateway.opened(conn):
-            conn.close(protocol.TRY_AGAIN_LATER, "gateway at capacity: retry later")
-        elif not await gateway.wait_ready():
-            conn.close(protocol.TRY_AGAIN_LATER, "gateway not ready (event log unreachable): retry later")
-        else:
+        if await _admitted(gateway, conn, ws):
             gateway.multiplexed.add(conn)
         await _read_until_gone(ws, conn, writer, on_text=on_text)
     finally:
@@ -125,9 +114,29 @@ async def multiplexed(ws: WebSocket) -> None:
         gateway.closed(conn)
 
 
-def _account(ws: WebSocket) -> str:
-    """The account the edge authenticated for this connection: its streams show only its orders."""
-    return str(ws.state.account.name)
+def _connection(gateway: Gateway, ws: WebSocket, *, multiplexed: bool) -> Connection:
+    opts = gateway.options
+    return Connection(
+        ws,
+        opts.send_queue,
+        opts.close_timeout_s,
+        multiplexed=multiplexed,
+        grace_s=opts.slow_grace_s,
+        max_bytes=opts.send_queue_bytes,
+        max_lookups=opts.max_lookups,
+    )
+
+
+async def _admitted(gateway: Gateway, conn: Connection, ws: WebSocket) -> bool:
+    """Count the connection in (per process, per account) and wait for the log tail; else close it."""
+    refusal = gateway.opened(conn, account_of(ws.scope))
+    if refusal is not None:
+        conn.close(*refusal)
+        return False
+    if not await gateway.wait_ready():
+        conn.close(protocol.TRY_AGAIN_LATER, "gateway not ready (event log unreachable): retry later")
+        return False
+    return True
 
 
 async def _read_until_gone(
@@ -160,8 +169,8 @@ async def _read_until_gone(
                 text = message["bytes"].decode("utf-8", "replace")
             if text is not None and not conn.closing:
                 on_text(text)
-            if not conn.room.is_set():
-                await conn.room.wait()  # read the client's next message once it has read ours
+            # The client's next message once it has read ours and its look-ups are under the limit.
+            await conn.wait_to_read()
     except asyncio.CancelledError:
         if not cut_by_writer:
             raise

@@ -14,6 +14,10 @@ event (`OrderRequested`), so the sequencer always starts from seq 1, whatever th
 up to `fromSeq` are simply not sent). Until seq 1 has said whose the order is, nothing is sent; if it is
 another account's, the stream stops following it and waits out the not-found timeout exactly as for an id
 that does not exist (close 4404, or an `error` 4404 on `/ws`): the client cannot tell the two apart.
+
+Each look-up (the projection asked, the log searched) takes its turn among the connection's
+(`Connection.lookups`, bounded); a stream that stops (or finds the order is another account's) withdraws
+its look-up, whether it was waiting for its turn or under way.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.gateway import protocol
 from services.gateway.connection import Connection
@@ -59,6 +63,9 @@ class OrderFeed:
         self._searched: set[tuple[str, int]] = set()
         self._not_found: asyncio.TimerHandle | None = None
         self._scan_timer: asyncio.TimerHandle | None = None
+        self._turn: Callable[[], None] | None = None  # the look-up waiting for its turn on the connection
+        self._looking = False  # a look-up of ours holds one of the connection's turns
+        self._searching = False  # a log search is asked for (waiting for its turn, or under way)
         self._ended = False
 
     # -- life -------------------------------------------------------------------------------------------
@@ -82,7 +89,7 @@ class OrderFeed:
         if not snapshot or snapshot[0].seq > self.seq.last + 1:
             # Older events than the window holds may exist: ask the projection first.
             self._awaiting_projection = True
-            gw.pg.request(self.order_id, self._on_projection)
+            self._lookup(gw.pg.request, self.order_id, self._on_projection)
 
     def stop(self) -> None:
         """Stop following (the client left, unsubscribed, or the stream ended)."""
@@ -93,8 +100,29 @@ class OrderFeed:
         for timer in (self._not_found, self._scan_timer):
             if timer is not None:
                 timer.cancel()
+        if self._turn is not None:
+            self.conn.lookups.withdraw(self._turn)
+            self._turn = None
+        elif self._awaiting_projection:
+            self.gateway.pg.cancel(self.order_id, self._on_projection)
         if self._search is not None and self._search is not asyncio.current_task():
             self._search.cancel()
+        self._lookup_done()
+
+    # -- look-ups, one at a time, each in its turn among the connection's ------------------------------
+    def _lookup(self, start: Callable[..., Any], *args: Any) -> None:
+        def turn() -> None:
+            self._turn = None
+            self._looking = True
+            start(*args)
+
+        self._turn = turn
+        self.conn.lookups.ask(turn)
+
+    def _lookup_done(self) -> None:
+        if self._looking:  # once: a stream that stopped has handed its turn on already
+            self._looking = False
+            self.conn.lookups.done()
 
     # -- sources ----------------------------------------------------------------------------------------
     def on_event(self, item: Item) -> None:
@@ -111,8 +139,11 @@ class OrderFeed:
             self._next()
 
     def _on_projection(self, items: list[Item]) -> None:
+        if self._ended:
+            return
         self._awaiting_projection = False
-        if self._ended or self.foreign:
+        self._lookup_done()
+        if self.foreign:
             return
         for item in items:
             self.seq.add(item)
@@ -121,13 +152,7 @@ class OrderFeed:
 
     def _next(self) -> None:
         """After any change: search the log if something is missing that it may hold, else wait."""
-        if (
-            self._ended
-            or self.foreign
-            or self.seq.done
-            or self._awaiting_projection
-            or self._search is not None
-        ):
+        if self._ended or self.foreign or self.seq.done or self._awaiting_projection or self._searching:
             return
         gap = self.seq.gap()
         if gap is not None:
@@ -158,15 +183,20 @@ class OrderFeed:
 
     def _scan_unknown(self) -> None:
         self._scan_timer = None
-        if not self._ended and not self.seq.known and self._search is None:
+        if not self._ended and not self.seq.known and not self._searching:
             self._start_search(self.seq.frontier(), "unknown")
 
     def _start_search(self, gap: Gap, kind: str) -> None:
         self._searched.add((kind, 0 if kind == "unknown" else gap.first_missing))
-        self._search = asyncio.create_task(self._search_log(gap), name="gateway-log-search")
+        self._searching = True
+        self._lookup(self._begin_search, gap, kind)
 
-    async def _search_log(self, gap: Gap) -> None:
-        """Search the order's partition between the newest event known below the gap and the first above."""
+    def _begin_search(self, gap: Gap, kind: str) -> None:
+        self._search = asyncio.create_task(self._search_log(gap, kind), name="gateway-log-search")
+
+    async def _search_log(self, gap: Gap, kind: str) -> None:
+        """Search the order's partition between the newest event known below the gap and the first above
+        (for an order never seen: below the window, through the key index)."""
         try:
             end: int | None
             if gap.before is not None:
@@ -180,19 +210,26 @@ class OrderFeed:
                     partition = partition_for(self.order_id, self.gateway.tail.partitions)
                 end = self._lows.get(partition)
             start = gap.after.offset + 1 if gap.after is not None else 0
-            if end is not None:
-                found = await self.gateway.search.find(
+            search = self.gateway.search
+            found: list[Item] = []
+            if end is not None and kind == "unknown":
+                found = await search.find_new(self.order_id, partition, end=end)
+            elif end is not None:
+                found = await search.find(
                     self.order_id, partition, start=start, end=end, stop_seq=gap.first_missing
                 )
-                for item in found:
-                    self.seq.add(item)
+            for item in found:
+                self.seq.add(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("history search failed", extra={"order_id": self.order_id})
             self._end(protocol.INTERNAL_ERROR, f"gateway error: {type(exc).__name__}; retry with fromSeq")
             return
+        finally:
+            self._lookup_done()
         self._search = None
+        self._searching = False
         if self.foreign:
             return
         self._pump()
@@ -227,6 +264,9 @@ class OrderFeed:
         self.gateway.hub.remove(self.order_id, self)
         if self._scan_timer is not None:
             self._scan_timer.cancel()
+        if self._turn is not None:  # a look-up still waiting for its turn: nobody needs it now
+            self.conn.lookups.withdraw(self._turn)
+            self._turn = None
         if self._search is not None and self._search is not asyncio.current_task():
             self._search.cancel()
 

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from events.topics import Topics
 from services.config import Settings
 from services.gateway import frames
+from services.gateway.admission import Admission
 from services.gateway.connection import Connection
 from services.gateway.hub import Hub
 from services.gateway.logsearch import LogSearch
@@ -44,7 +45,8 @@ class Gateway:
         self.search = LogSearch(settings.bootstrap_servers, topic, options.log_lookback)
         self.pg = PgHistory(_dsn(settings.database_url), topic, options.db_pool, options.db_timeout_s)
         self.stats: Counter[str] = Counter()
-        self.connections: set[Connection] = set()
+        self.admission = Admission(options.max_connections, options.max_account_connections)
+        self.connections: dict[Connection, str] = {}  # open connections, each with its account
         self.multiplexed: set[Connection] = set()  # the /ws connections, which get heartbeats
         self._heartbeat: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -87,6 +89,7 @@ class Gateway:
         return {
             "ready": self.tail.ready.is_set(),
             "connections": len(self.connections),
+            "accounts": self.admission.accounts(),
             "subscriptions": len(self.hub),
             "partitions": self.tail.partitions,
             "recentEvents": len(self.tail.recent),
@@ -102,19 +105,28 @@ class Gateway:
             "notFound": self.stats["not_found"],
             "historyQueries": self.pg.queries,
             "historyQueryFailures": self.pg.failures,
+            "lookups": sum(c.lookups.running for c in self.connections),
+            "lookupsWaiting": sum(c.lookups.waiting for c in self.connections),
+            "historyQueriesPending": self.pg.pending(),
             "logSearches": self.search.searches,
+            "logSearchesPending": self.search.pending(),
             "logSearchRecords": self.search.records_read,
+            "newOrderLookups": self.search.new_lookups,
+            "keyIndexKeys": self.search.index.keys(),
         }
 
-    def opened(self, conn: Connection) -> bool:
-        """Count a new connection in; False when the process is full."""
-        if len(self.connections) >= self.options.max_connections:
-            return False
-        self.connections.add(conn)
-        return True
+    def opened(self, conn: Connection, account: str) -> tuple[int, str] | None:
+        """Count a new connection of `account` in; or the close code and reason when it may not open."""
+        refusal = self.admission.admit(account)
+        if refusal is None:
+            self.connections[conn] = account
+        return refusal
 
     def closed(self, conn: Connection) -> None:
-        self.connections.discard(conn)
+        account = self.connections.pop(conn, None)
+        if account is None:
+            return  # never admitted
+        self.admission.release(account)
         self.multiplexed.discard(conn)
         self.stats["frames_sent"] += conn.sent
         if conn.overflowed:

@@ -67,6 +67,19 @@ class PgHistory:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="gateway-pg-history")
 
+    def cancel(self, order_id: str, reply: Callable[[list[Item]], None]) -> None:
+        """Forget a request whose stream ended (unsubscribed, closed) before its query was sent; one already
+        sent is answered, and the stream ignores the answer."""
+        replies = self._waiting.get(order_id)
+        if replies is not None and reply in replies:
+            replies.remove(reply)
+            if not replies:
+                del self._waiting[order_id]
+
+    def pending(self) -> int:
+        """Requests waiting for a query (not counting those of the query under way)."""
+        return sum(len(replies) for replies in self._waiting.values())
+
     async def _flush(self) -> None:
         # Requests that arrive while a query runs wait for the next one: batches form on their own.
         while self._waiting:
@@ -85,8 +98,9 @@ class PgHistory:
             return {}
         self.queries += 1
         try:
-            async with asyncio.timeout(self._timeout_s):
-                rows = await self._pool.fetch(_QUERY, list(ids), self.topic)
+            # One deadline for the wait on a connection and the query together.
+            async with asyncio.timeout(self._timeout_s), self._pool.acquire(timeout=self._timeout_s) as conn:
+                rows = await conn.fetch(_QUERY, list(ids), self.topic)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # down, timed out, table missing: the log has the events too

@@ -6,9 +6,11 @@ Close codes (RFC 6455 reserves 4000-4999 for applications; ours mirror HTTP wher
 | --- | --- | --- |
 | 1000 | the order reached its terminal status (confirmed or failed) | nothing: the stream is complete |
 | 1001 | the gateway is shutting down | reconnect with `fromSeq` = last seq received |
+| 1008 | the account holds as many connections as it may (`GATEWAY_MAX_ACCOUNT_CONNECTIONS`) | close another first |
+| 1009 | (sent by uvicorn) a client message over `GATEWAY_MAX_MESSAGE_BYTES` | send smaller messages |
 | 1011 | history could not be made complete (a seq is missing from every source) | retry later with `fromSeq` |
 | 1012 | (sent by uvicorn) the server restarts | reconnect with `fromSeq` |
-| 1013 | the client read too slowly (its send queue filled up), or the gateway is full or not ready | reconnect with `fromSeq`, read faster |
+| 1013 | the client read too slowly (its send queue filled up, or it read nothing while a message of its waited), or the gateway is full or not ready | reconnect with `fromSeq`, read faster |
 | 4400 | the order id or a query parameter is invalid | fix the request |
 | 4404 | no event of the order appeared within the not-found timeout | check the id; reconnect if it was just created |
 """
@@ -24,6 +26,8 @@ import msgspec
 
 NORMAL = 1000
 GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009  # sent by uvicorn (its `ws_max_size`), before the message reaches us
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 BAD_REQUEST = 4400

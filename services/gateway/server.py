@@ -1,7 +1,8 @@
 """`oee gateway`: the WebSocket gateway alone under uvicorn, for scaling it apart from the API.
 
-Same uvicorn choices as the API (uvloop, httptools, the sans-I/O websockets protocol, no access log) plus a
-larger accept backlog, since thousands of clients may reconnect at once after a restart.
+Same uvicorn configuration as the API (`services.serving`: bounded protocols, `HTTP_*` limits, client
+messages of `GATEWAY_MAX_MESSAGE_BYTES` at most) plus a larger accept backlog, since thousands of clients
+may reconnect at once after a restart.
 """
 
 from __future__ import annotations
@@ -15,27 +16,25 @@ from services.accounts.options import AccountsOptions
 from services.config import Settings
 from services.gateway.app import create_app
 from services.gateway.options import GatewayOptions
+from services.serving.limits import HttpLimits
+from services.serving.server import uvicorn_config
 
 
-def server(settings: Settings, options: GatewayOptions | None = None) -> uvicorn.Server:
+def server(
+    settings: Settings, options: GatewayOptions | None = None, limits: HttpLimits | None = None
+) -> uvicorn.Server:
     options = options or GatewayOptions.from_env()
     accounts = AccountsOptions.from_env()
     accounts.check_exposure("GATEWAY_HOST", options.host)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(settings, options, accounts),
         host=options.host,
         port=options.port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
+        log_level=settings.log_level,
+        limits=limits or HttpLimits.from_env(),
+        ws_max_size=options.max_message_bytes,  # clients only send small subscribe/ping messages
         ws_per_message_deflate=options.compression,
-        ws_max_size=64 * 1024,  # clients only send small subscribe/ping messages
         backlog=4096,
-        lifespan="on",
-        access_log=False,
-        log_config=None,  # `services.logs` already configured the root logger
-        log_level=settings.log_level.lower(),
-        server_header=False,
         timeout_graceful_shutdown=5,
     )
     return uvicorn.Server(config)

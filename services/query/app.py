@@ -1,15 +1,15 @@
 """The read API as a part of the API: its routes and the lifespan that opens what they need.
 
 `part(settings)` is what the API's bootstrap mounts (`services.api`); nothing connects at import or when the
-routes are built. The lifespan opens a small asyncpg pool (lazily:
-a database that is down at start makes reads answer 503, it does not stop the app) and the listener that
-wakes read-your-writes waits, and puts them on `app.state.query`.
+routes are built. The lifespan opens a small asyncpg pool (lazily: a database that is down at start makes
+reads answer 503, it does not stop the app) and the `Waiter` that wakes read-your-writes waits (its listener,
+and one shared progress query per wake-up through the pool), and puts them on `app.state.query`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 from starlette.applications import Starlette
@@ -21,10 +21,11 @@ from projections.settings import schema_from_env
 from services.config import Settings
 from services.http.lifespans import Lifespan
 from services.http.parts import Part
+from services.query.options import QueryOptions
 from services.query.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_MS
 from services.query.reads import Reads
 from services.query.routes import QueryContext, get_order, get_order_events, list_orders
-from services.query.waits import Waiter
+from services.query.waits import Progress, Waiter
 from services.spec.operation import (
     FORBIDDEN,
     ORDER_ID,
@@ -107,17 +108,31 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def part(settings: Settings, *, schema: str | None = None, listen: bool = True, pool_max: int = 8) -> Part:
+def part(
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    listen: bool = True,
+    pool_max: int = 8,
+    options: QueryOptions | None = None,
+) -> Part:
     """The order reads: every route needs an account's key (the edge's default), and answers its orders only."""
-    return Part("query", routes(), lifespan(settings, schema=schema, listen=listen, pool_max=pool_max))
+    opened = lifespan(settings, schema=schema, listen=listen, pool_max=pool_max, options=options)
+    return Part("query", routes(), opened)
 
 
 def lifespan(
-    settings: Settings, *, schema: str | None = None, listen: bool = True, pool_max: int = 8
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    listen: bool = True,
+    pool_max: int = 8,
+    options: QueryOptions | None = None,
 ) -> Lifespan:
     """Open the pool and the position listener for the projection in `schema` (default PROJECTION_SCHEMA)."""
     schema = schema or schema_from_env()
     topic = Topics.with_prefix(settings.topic_prefix).events
+    options = options or QueryOptions.from_env()
 
     @contextlib.asynccontextmanager
     async def query_lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -127,9 +142,18 @@ def lifespan(
             max_size=pool_max,
             server_settings={"application_name": "oee-query"},
         )
-        waiter = Waiter(settings.database_url, schema, listen=listen)
+        reads = Reads(schema, topic)
+
+        async def progress(order_ids: Sequence[str], positions: bool) -> Progress:
+            async with pool.acquire(timeout=options.acquire_timeout_s) as conn:
+                seqs, applied = await reads.progress(conn, order_ids, positions)
+            return Progress(seqs, applied)
+
+        waiter = Waiter(
+            settings.database_url, schema, progress, max_waiters=options.max_waiters, listen=listen
+        )
         await waiter.start()
-        app.state.query = QueryContext(pool, Reads(schema, topic), waiter)
+        app.state.query = QueryContext(pool, reads, waiter, acquire_timeout_s=options.acquire_timeout_s)
         try:
             yield
         finally:

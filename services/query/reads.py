@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -33,6 +33,11 @@ class Reads:
             f"SELECT p.partition, {_FRESHNESS} FROM {q}.projector_positions p"
             " WHERE p.projection = $1 AND p.topic = $2 AND p.partition = $3"
         )
+        # What the read-your-writes checker needs of every waiting read at once (services.query.waits).
+        self._seqs = f"SELECT id::text AS id, last_seq FROM {q}.orders WHERE id = ANY($1::uuid[])"
+        self._positions = (
+            f"SELECT partition, next_offset FROM {q}.projector_positions WHERE projection = $1 AND topic = $2"
+        )
         self._summary = (
             "SELECT count(*) AS partitions, sum(greatest(end_offset - next_offset, 0))::int8 AS lag,"
             " min(updated_at) AS oldest_applied, min(checked_at) AS oldest_check"
@@ -49,6 +54,19 @@ class Reads:
 
     async def position(self, conn: asyncpg.Connection, partition: int) -> asyncpg.Record | None:
         return await conn.fetchrow(self._position, self.projection, self.topic, partition)
+
+    async def progress(
+        self, conn: asyncpg.Connection, order_ids: Sequence[str], positions: bool
+    ) -> tuple[dict[str, int], dict[int, int]]:
+        """The last seq of each of these orders that has a row; each partition's next offset (if asked)."""
+        seqs: dict[str, int] = {}
+        if order_ids:
+            seqs = {r["id"]: r["last_seq"] for r in await conn.fetch(self._seqs, list(order_ids))}
+        applied: dict[int, int] = {}
+        if positions:
+            rows = await conn.fetch(self._positions, self.projection, self.topic)
+            applied = {r["partition"]: r["next_offset"] for r in rows if r["next_offset"] is not None}
+        return seqs, applied
 
     async def summary(self, conn: asyncpg.Connection) -> asyncpg.Record | None:
         return await conn.fetchrow(self._summary, self.projection, self.topic)

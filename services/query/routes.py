@@ -5,7 +5,9 @@
 - `GET /api/orders`: filtered, newest first, keyset-paginated.
 
 `minSeq` / `minPosition` (+ `waitMs`) make a read wait for the projection to reach what the client was told;
-if it does not in time the answer is 503 with `Retry-After` and how far it is, never older data.
+if it does not in time the answer is 503 with `Retry-After` and how far it is, never older data. A waiting
+read costs a query when it starts and one when it ends, none in between (`services.query.waits` checks
+every waiting read at once); when `QUERY_MAX_WAITERS` wait already it is refused at once (503).
 
 Every read is the caller's account's (`request.state.account`, set by the edge): another account's order is
 answered exactly as an unknown one (404, absent from lists), never 403, so ids do not leak.
@@ -13,6 +15,7 @@ answered exactly as an unknown one (404, absent from lists), never 403, so ids d
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from services.http.responses import error_response, json_response
 from services.query import views
 from services.query.params import InvalidQuery, Wait, encode_cursor, list_query, one_order, params_of
 from services.query.reads import Reads
-from services.query.waits import Waiter
+from services.query.waits import Target, Waiter, WaitersFull
 
 log = logging.getLogger("oee.query")
 
@@ -41,6 +44,7 @@ class QueryContext:
     reads: Reads
     waiter: Waiter
     retry_after_s: int = 1
+    acquire_timeout_s: float = 2.0  # a pool that has no connection free in time answers 503
 
 
 @dataclass
@@ -82,7 +86,7 @@ def _reject_execute(request: Request) -> None:
 
 
 async def _read(ctx: QueryContext, order_id: str, wait: Wait, account: str) -> _Seen:
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire(timeout=ctx.acquire_timeout_s) as conn:
         row = await ctx.reads.order(conn, order_id, account)
         position = None
         ok = wait.min_seq is None or (row is not None and row["last_seq"] >= wait.min_seq)
@@ -94,18 +98,25 @@ async def _read(ctx: QueryContext, order_id: str, wait: Wait, account: str) -> _
 
 
 async def _read_waiting(ctx: QueryContext, order_id: str, wait: Wait, account: str) -> tuple[_Seen, bool]:
-    """The order as soon as the projection satisfies `wait` (or at once without one); (seen, in time)."""
-    last: list[_Seen] = []
-
-    async def check() -> _Seen | None:
-        seen = await _read(ctx, order_id, wait, account)
-        last[:] = [seen]
-        return seen if seen.ok else None
-
+    """The order as soon as the projection satisfies `wait` (or at once without one); (seen, in time).
+    Raises `WaitersFull` when as many reads wait as may."""
     if not wait.wanted:
         return await _read(ctx, order_id, wait, account), True
-    seen = await ctx.waiter.wait(check, wait.wait_ms / 1000)
-    return (seen, True) if seen is not None else (last[0], False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait.wait_ms / 1000
+    since = ctx.waiter.notifications  # taken before the look: a commit notified during it is checked for
+    seen = await _read(ctx, order_id, wait, account)
+    if seen.ok:
+        return seen, True
+    target = Target(order_id, wait.min_seq, wait.min_position)
+    if not await ctx.waiter.wait(target, deadline - loop.time(), since):
+        return await _read(ctx, order_id, wait, account), False  # how far it got, for the 503
+    seen = await _read(ctx, order_id, wait, account)
+    if not seen.ok:
+        # The projection got there, yet this read does not see it (an order it may not see, or tables
+        # swapped by a rebuild meanwhile): answer as for an order that never arrived, at the same time.
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+    return seen, seen.ok
 
 
 def _not_caught_up(ctx: QueryContext, order_id: str, wait: Wait, seen: _Seen) -> Response:
@@ -137,7 +148,10 @@ async def _projected_order(request: Request) -> tuple[QueryContext, str, Any] | 
         )
     except InvalidQuery as exc:
         return error_response(400, exc.summary, exc.problems)
-    seen, in_time = await _read_waiting(ctx, order_id, wait, request.state.account.name)
+    try:
+        seen, in_time = await _read_waiting(ctx, order_id, wait, request.state.account.name)
+    except WaitersFull as exc:
+        return error_response(503, f"{exc}: retry later, or without waitMs", headers=_retry(ctx))
     if not in_time:
         return _not_caught_up(ctx, order_id, wait, seen)
     if seen.row is None:
@@ -165,7 +179,7 @@ async def get_order_events(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     ctx, order_id, _ = found
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire(timeout=ctx.acquire_timeout_s) as conn:
         rows = await ctx.reads.events(conn, order_id)
     return json_response({"orderId": order_id, "events": [views.event(r) for r in rows]})
 
@@ -178,7 +192,7 @@ async def list_orders(request: Request) -> Response:
         query = list_query(params_of(request.query_params.multi_items()))
     except InvalidQuery as exc:
         return error_response(400, exc.summary, exc.problems)
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire(timeout=ctx.acquire_timeout_s) as conn:
         rows = await ctx.reads.page(conn, query, request.state.account.name)
         summary = await ctx.reads.summary(conn)
     page = rows[: query.limit]

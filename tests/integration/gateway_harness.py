@@ -27,10 +27,13 @@ from events.envelope import Event
 from events.topics import Topics
 from events.types import STATUS
 from projections import migrations
+from services.accounts.options import AccountsOptions
 from services.config import Settings
 from services.gateway.app import create_app
 from services.gateway.gateway import Gateway
 from services.gateway.options import GatewayOptions
+from services.serving.limits import HttpLimits
+from services.serving.server import uvicorn_config
 
 TEST_OPTIONS = GatewayOptions(
     not_found_timeout_s=30.0, log_scan_delay_s=0.1, heartbeat_s=15.0, close_timeout_s=10.0
@@ -52,12 +55,18 @@ class RunningGateway:
         await asyncio.wait_for(self.task, 30)
 
 
+Wrap = Callable[[Any], Any]  # an ASGI app around the gateway's (tests set the scope's account with one)
+
+
 @contextlib.asynccontextmanager
 async def serving(
-    settings: Settings, options: GatewayOptions = TEST_OPTIONS
+    settings: Settings,
+    options: GatewayOptions = TEST_OPTIONS,
+    wrap: Wrap | None = None,
+    accounts: AccountsOptions | None = None,
 ) -> AsyncIterator[RunningGateway]:
-    """The standalone gateway app under a real uvicorn (sans-I/O websockets, as in production)."""
-    running = await start(settings, options)
+    """The standalone gateway app under a real uvicorn configured as `oee gateway` configures it."""
+    running = await start(settings, options, wrap, accounts)
     try:
         yield running
     finally:
@@ -65,19 +74,23 @@ async def serving(
             await running.stop()
 
 
-async def start(settings: Settings, options: GatewayOptions = TEST_OPTIONS) -> RunningGateway:
-    app = create_app(settings, options)
+async def start(
+    settings: Settings,
+    options: GatewayOptions = TEST_OPTIONS,
+    wrap: Wrap | None = None,
+    accounts: AccountsOptions | None = None,
+) -> RunningGateway:
+    app = create_app(settings, options, accounts)
     sock = socket.socket()  # bound here so the port is known without a race; uvicorn's server closes it
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
+    config = uvicorn_config(
+        app if wrap is None else wrap(app),
+        host="127.0.0.1",
+        port=port,
         log_level="warning",
+        limits=HttpLimits(),
+        ws_max_size=options.max_message_bytes,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

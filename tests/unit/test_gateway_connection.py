@@ -1,14 +1,16 @@
 """A connection's send queue with a fake socket: order, bursts within the grace, slow clients closed with
-1013 (and a resumable reason), the hard cap, flow control of the client's own messages, and the close."""
+1013 (and a resumable reason), the hard caps in frames and in bytes, flow control of the client's own
+messages, the close; and the turns of its look-ups."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from services.gateway.connection import Connection
+from services.gateway.connection import Connection, Lookups
 
 
 class FakeSocket:
@@ -33,9 +35,23 @@ class FakeSocket:
 
 
 def connection(
-    ws: FakeSocket, max_frames: int = 10, grace_s: float = 0.05, multiplexed: bool = False
+    ws: FakeSocket,
+    max_frames: int = 10,
+    grace_s: float = 0.05,
+    multiplexed: bool = False,
+    max_bytes: int = 1 << 20,
+    max_lookups: int = 100,
+    close_timeout_s: float = 5.0,
 ) -> Connection:
-    return Connection(ws, max_frames, close_timeout_s=5.0, multiplexed=multiplexed, grace_s=grace_s)  # type: ignore[arg-type]
+    return Connection(
+        ws,  # type: ignore[arg-type]
+        max_frames,
+        close_timeout_s=close_timeout_s,
+        multiplexed=multiplexed,
+        grace_s=grace_s,
+        max_bytes=max_bytes,
+        max_lookups=max_lookups,
+    )
 
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
@@ -127,3 +143,53 @@ async def test_a_close_the_client_never_reads_is_given_up() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(writer, 5)
     assert ws.sent == []
+
+
+async def test_big_frames_are_bounded_in_bytes_not_only_in_frames() -> None:
+    ws = FakeSocket()
+    ws.gate.clear()
+    conn = connection(ws, max_frames=1000, max_bytes=10_000, grace_s=60.0, multiplexed=True)
+    conn.start()
+    assert conn.push("x" * 4000) and conn.room.is_set()
+    assert conn.push("x" * 2000) and not conn.room.is_set()  # over half the bytes: the client's next waits
+    assert conn.push("x" * 5000) and not conn.closing  # over the limit: the grace runs
+    results = [conn.push("x" * 10_000) for _ in range(3)]
+    assert results == [True, True, False] and conn.closing and conn.overflowed  # 4x the bytes: at once
+    await conn.stop()
+
+
+async def test_over_the_byte_limit_past_the_grace_is_closed_1013() -> None:
+    ws = FakeSocket()
+    conn = connection(ws, max_frames=1000, max_bytes=10_000, grace_s=0.05)
+    writer = conn.start()
+    conn.push("a", seq=1)
+    await until(lambda: ws.texts == ["a"])
+    ws.gate.clear()
+    for seq, letter in ((2, "b"), (3, "c"), (4, "d")):  # b goes in flight; c and d stay queued
+        conn.push(letter * 6000, seq=seq)
+    await until(lambda: conn.closing)
+    ws.gate.set()
+    await asyncio.wait_for(writer, 5)
+    assert ws.close is not None and ws.close["code"] == 1013 and "fromSeq=2" in ws.close["reason"]
+
+
+def test_look_ups_take_turns_in_order_and_a_withdrawn_one_never_runs() -> None:
+    lookups = Lookups(limit=2)
+    ran: list[str] = []
+
+    def turn(name: str) -> Callable[[], None]:
+        return lambda: ran.append(name)
+
+    turns = {name: turn(name) for name in "abcde"}
+    for name in "abcde":
+        lookups.ask(turns[name])
+    assert ran == ["a", "b"] and lookups.running == 2 and lookups.waiting == 3
+    lookups.withdraw(turns["c"])  # its stream ended before its turn
+    lookups.withdraw(turns["a"])  # under way already: nothing to withdraw (its stream calls done)
+    lookups.done()
+    assert ran == ["a", "b", "d"] and lookups.running == 2 and lookups.waiting == 1
+    lookups.done()
+    lookups.done()
+    assert ran == ["a", "b", "d", "e"] and lookups.running == 1 and lookups.waiting == 0
+    lookups.done()
+    assert lookups.running == 0

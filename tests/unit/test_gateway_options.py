@@ -15,6 +15,8 @@ def test_defaults_match_the_documented_ones() -> None:
     assert options.not_found_timeout_s == 30.0
     assert options.heartbeat_s == 15.0
     assert options.compression is False
+    assert options.max_message_bytes == 65536 and options.send_queue_bytes == 4 * 1024 * 1024
+    assert options.max_account_connections == 1000 and options.max_lookups == 100
     assert GatewayOptions.from_env({}) == GatewayOptions(ready_timeout_s=options.ready_timeout_s)
 
 

@@ -1,0 +1,1 @@
+"""How our processes serve HTTP and WebSockets: uvicorn with bounded protocols (`limits`, `protocols`)."""
