@@ -168,7 +168,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refused = True
         error = f"too many connections (limit {self.limits.max_connections}): retry later"
         transport.write(error_response_bytes(503, error, {"retry-after": "1"}))
-        self.loop.call_later(_REJECT_LINGER_S, transport.close)
+        self._close_after_answer(transport)
 
     def _arm(self) -> None:
         self._disarm()
@@ -209,7 +209,16 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         self.transport.write(error_response_bytes(status, error))
-        self.transport.close()
+        self._close_after_answer(self.transport)
+
+    def _close_after_answer(self, transport: asyncio.Transport) -> None:
+        """FIN after the answer, then keep reading (and dropping) what the peer still sends for a moment
+        before closing. Closing at once makes the kernel answer the peer's next bytes with an RST, which can
+        reach it before it has read our answer (a slow body's client saw "connection reset", not the 408)."""
+        self._refused = True  # nothing more reaches the parser
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(_REJECT_LINGER_S, transport.close)
 
 
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
