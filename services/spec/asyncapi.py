@@ -155,20 +155,16 @@ def document(
                 if key == "cleanup.policy"
                 else (int(value) if value.lstrip("-").isdigit() else value)
             )
+        kafka: dict[str, Any] = {"topic": name, "partitions": spec.partitions}
+        if spec.replication_factor is not None:  # None: as the cluster allows, min(3, brokers) (decision 0011)
+            kafka["replicas"] = spec.replication_factor
+        kafka |= {"topicConfiguration": config, "bindingVersion": KAFKA_BINDING}
         return {
             "address": name,
             "description": description,
             "servers": [{"$ref": "#/servers/kafka"}],
             "messages": messages,
-            "bindings": {
-                "kafka": {
-                    "topic": name,
-                    "partitions": spec.partitions,
-                    "replicas": spec.replication_factor,
-                    "topicConfiguration": config,
-                    "bindingVersion": KAFKA_BINDING,
-                }
-            },
+            "bindings": {"kafka": kafka},
         }
 
     requested = {"OrderRequested": log_messages["OrderRequested"]}
