@@ -22,12 +22,23 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev
 
-# Run as an unprivileged user; /app itself is writable for data a process keeps in its working directory.
-RUN useradd --create-home --uid 10001 oee && chown oee:oee /app
+# The project's own modules compiled now: their directories are root's, so Python could not cache bytecode
+# there at run time.
+RUN python -m compileall -q events services projections
+
+# Run as an unprivileged user. Every directory it writes is created here and owned by it: a named volume
+# mounted on one starts as a copy of it, ownership included, whereas a directory Docker creates for a mount
+# belongs to root (the venue could not open its ledger). compose.yaml mounts venue-data on /app/venue-data
+# (VENUE_LEDGER_PATH); /app/.stack is the default OEE_STATE_DIR (the router's Faust data directory).
+# tests/unit/test_image_ownership.py holds compose.yaml's volumes and paths to these lines.
+RUN useradd --create-home --uid 10001 oee \
+ && chown oee:oee /app \
+ && install -d -o oee -g oee /app/venue-data /app/.stack
 USER oee
 
 ENV PATH="/app/.venv/bin:$PATH"
 
-EXPOSE 3000 3100 3200
+# api, venue, standalone gateway; router and projector /metrics
+EXPOSE 3000 3100 3200 9308 9309
 ENTRYPOINT ["oee"]
 CMD ["--help"]

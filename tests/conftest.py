@@ -25,6 +25,10 @@ from services.config import Settings
 
 pytest_plugins = ["tests.projection_plugin"]  # the `schema` and `db` fixtures of the projection tests
 
+# The images testcontainers starts: the ones compose.yaml runs (tests/unit/test_compose.py checks they match).
+REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v24.2.7"
+POSTGRES_IMAGE = "postgres:16"
+
 
 def _docker_engine_answers() -> bool:
     if shutil.which("docker") is None:
@@ -43,10 +47,10 @@ def _containers(settings: Settings) -> Iterator[Settings]:
     with contextlib.ExitStack() as stack:
         bootstrap, database = settings.bootstrap_servers, settings.database_url
         if not settings.stack.external_kafka:
-            redpanda = stack.enter_context(RedpandaContainer())
+            redpanda = stack.enter_context(RedpandaContainer(REDPANDA_IMAGE))
             bootstrap = redpanda.get_bootstrap_server()
         if not settings.stack.external_database:
-            pg = stack.enter_context(PostgresContainer("postgres:16", driver=None))
+            pg = stack.enter_context(PostgresContainer(POSTGRES_IMAGE, driver=None))
             database = pg.get_connection_url()
         yield dataclasses.replace(settings, bootstrap_servers=bootstrap, database_url=database)
 
