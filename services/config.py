@@ -93,6 +93,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     from services.ingress.options import INGRESS_ENV_VARS
     from services.lag.config import LAG_ENV_VARS
     from services.metrics import METRICS_ENV_VARS
+    from services.triggers.options import TRIGGERS_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
 
     return {
@@ -104,6 +105,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
         **GATEWAY_ENV_VARS,
         **LAG_ENV_VARS,
         **METRICS_ENV_VARS,
+        **TRIGGERS_ENV_VARS,
     }
 
 

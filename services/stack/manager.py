@@ -31,6 +31,7 @@ class Service:
 SERVICES: tuple[Service, ...] = (
     Service("venue", "VENUE_PORT"),
     Service("router"),
+    Service("triggers"),
     Service("projector"),
     Service("api", "PORT"),
 )

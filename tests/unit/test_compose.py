@@ -30,7 +30,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 # HTTP service -> (its port, the variables naming its port and bind address)
 HTTP_SERVICES = {"api": 3000, "venue": 3100}
 PORT_VARS = {"api": ("PORT", "HOST"), "venue": ("VENUE_PORT", "VENUE_HOST")}
-ENGINE_SERVICES = ("api", "router", "venue", "projector")
+ENGINE_SERVICES = ("api", "router", "triggers", "venue", "projector")
 ONE_SHOTS = ("topics", "migrate")
 INFRA = ("redpanda", "console", "postgres")
 
