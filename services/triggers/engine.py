@@ -109,6 +109,8 @@ class TriggerEngine:
     async def on_market(self, raw: bytes | None, partition: int, offset: int) -> None:
         """One market-data record, as the agent reads it; counted handled once its requests are acknowledged."""
         key = (self.topics.market_data, partition)
+        if key not in self.processed:
+            log.info("reading market data of partition %d from offset %d", partition, offset)
         try:
             event = decode_market(raw or b"")
         except EventDecodeError as exc:
