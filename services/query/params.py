@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 import orjson
 
 from events.lifecycle import STATUSES
-
-ORDER_TYPES = ("market", "limit", "sniper")
 from services.http.problems import Problem
 
+ORDER_TYPES = ("market", "limit", "sniper")
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 10_000
 DEFAULT_LIMIT = 50
