@@ -71,6 +71,11 @@ def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_
                 crash(exc)
                 await asyncio.get_running_loop().create_future()
 
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types the receiver too narrowly
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == topics.market_data)
+        log.info("market partitions assigned: %d (%s)", len(mine), ",".join(map(str, mine)))
+
     @app.task
     async def start_engine() -> None:
         try:
@@ -94,6 +99,7 @@ def run(settings: Settings) -> None:
 
     from services import metrics
 
+    log.info("trigger engine starting")
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
