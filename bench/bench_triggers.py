@@ -176,14 +176,12 @@ def compile_bytecode() -> None:
     """As the image does: the services start from `.pyc`, not by compiling their sources."""
     import compileall
     import site
-    import sys
 
     for path in [
         *site.getsitepackages(),
         *(str(Path(__file__).resolve().parent.parent / d) for d in ("events", "services", "projections")),
     ]:
-        compileall.compile_dir(path, quiet=1, workers=0)
-    assert sys.flags.dont_write_bytecode or True
+        compileall.compile_dir(path, quiet=1, workers=0)  # writes .pyc whatever PYTHONDONTWRITEBYTECODE says
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
