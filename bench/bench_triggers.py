@@ -2,6 +2,7 @@
 `oee venue` and `oee router` as subprocesses on topics of their own.
 
     uv run python -m bench.bench_triggers [--orders 100000] [--ticks 25] [--per-tick 40]
+    uv run python -m bench.bench_triggers --micro        # the book alone, in this process: CPU per event
 
 1. N limit orders (SOL/USDC and ETH/USDC, buys below and sells above the market, small sizes) go to the
    intake; the router opens them all (the resting topic holds N records).
@@ -31,6 +32,7 @@ import signal
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from bench.common import create_topics, latency_summary, machine, print_table, s
 from events.codec import decode, encode, header_type, headers_for
 from events.commands import decode_intake
 from events.market import PoolPriced, PoolState, encode_market, market_key, new_market_event
+from events.resting import RestingOrder
 from events.topics import Topics
 from events.types import OrderRequested, OrderRouting, OrderTriggered
 from services.config import Settings
@@ -312,6 +315,53 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def micro(args: argparse.Namespace) -> dict[str, Any]:
+    """The book alone (no I/O): the CPU a price event costs against N resting orders, and a restore's."""
+    from services.triggers.book import Book
+
+    rng = random.Random(args.seed)
+    requests = orders(args.orders, rng)
+    resting = [
+        RestingOrder(
+            order_id=o.order_id,
+            order_type="limit",
+            base_token=o.data.base_token,
+            quote_token=o.data.quote_token,
+            side=o.data.side,
+            amount_in=o.data.amount_in,
+            bound=o.data.limit_price or 1.0,
+            expires_at=o.data.expires_at or datetime.now(UTC),
+            opened_at=datetime.now(UTC) - timedelta(seconds=1),
+        )
+        for o in requests
+    ]
+    book = Book()
+    began = time.perf_counter()
+    book.load(resting)
+    load_s = time.perf_counter() - began
+    price, costs, fired, evaluated = 150.0, [], 0, 0
+    for _ in range(2000):  # a random walk of ~5 bps steps: each event crosses the few orders it passes
+        price *= 1 + rng.gauss(0, 0.0005)
+        event = tick(price)
+        before = book.evaluated
+        t = time.perf_counter()
+        fired += len(book.on_market(event))
+        costs.append(time.perf_counter() - t)
+        evaluated += book.evaluated - before
+    us = sorted(c * 1e6 for c in costs)
+    return {
+        "orders": args.orders,
+        "load_s": round(load_s, 3),
+        "per_event_us": {
+            q: round(us[min(len(us) - 1, int(len(us) * p))], 1)
+            for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+        },
+        "fired": fired,
+        "evaluated_per_event": round(evaluated / len(costs), 1),
+        "left": len(book),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_triggers", description=__doc__.split("\n")[0]
@@ -321,7 +371,13 @@ def main() -> None:
     parser.add_argument("--per-tick", type=int, default=40)
     parser.add_argument("--spacing-s", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--micro", action="store_true", help="the book alone, in this process")
     args = parser.parse_args()
+    if args.micro:
+        figures = micro(args)
+        print(figures)
+        print(write_result("triggers-micro", figures))
+        return
     result = asyncio.run(run(args))
     rows = [
         ["book restore + assignment, first start", f"{result['first_start']['serving_s']} s", f"{result['first_start']['rss_mib']} MiB"],
