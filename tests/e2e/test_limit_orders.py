@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import random
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -117,6 +118,18 @@ class Market:
         for rows in (await self.consumer.getmany(timeout_ms=200)).values():
             self.events.extend(decode_market(r.value) for r in rows if r.value)
 
+    async def wait_for(self, done: Callable[[list[AnyMarketEvent]], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not done(self.events):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for market data: {what}")
+            await self.read()
+
+    def mid(self, venue: str) -> float | None:
+        """The latest SOL/USDC price of `venue`, quote per base, fee aside."""
+        pools = [e.pool for e in self.events if e.venue == venue and e.pair == "SOL/USDC"]
+        return pools[-1].reserve_b / pools[-1].reserve_a if pools else None
+
     def first_crossing(self, order: OrderRequested, opened: OrderOpened) -> AnyMarketEvent | None:
         """The first event since `opened` after which the best venue's executable price for the order's size
         reaches its limit (the engine's rule, recomputed from the published states)."""
@@ -169,8 +182,11 @@ async def test_limit_orders_fire_at_the_first_crossing_and_fill_within_their_lim
             lambda lg: all(of(lg, o, OrderOpened) for o in (buy, sell)), 30, "both rest", system.procs
         )
         opened_at = of(log, buy, OrderOpened)[0].occurred_at
-        while sum(1 for e in market.events if e.occurred_at > opened_at and e.pair == "SOL/USDC") < 10:
-            await market.read()  # ten states of the walk since they opened: nothing crosses
+        await market.wait_for(
+            lambda events: sum(1 for e in events if e.occurred_at > opened_at and e.pair == "SOL/USDC") >= 10,
+            60,
+            "ten states of the walk since they opened (nothing crosses)",
+        )
         await log.poll()
         assert status(log, buy) == status(log, sell) == "open"
         # Sellers push SOL ~20 % down on both venues: the buy limit is reached, the sell limit is not.
@@ -183,8 +199,12 @@ async def test_limit_orders_fire_at_the_first_crossing_and_fill_within_their_lim
         await system.swap("meteora", "buy", 245_000.0, "up-m")
         await log.wait_for(lambda lg: status(lg, sell) in ENDED, 60, "the sell fills", system.procs)
         await log.settle(1.0)
-        for _ in range(5):
-            await market.read()
+        triggered_at = max(of(log, o, OrderTriggered)[0].data.market_at for o in (buy, sell))  # type: ignore[attr-defined]
+        await market.wait_for(
+            lambda events: any(e.pair == "SOL/USDC" and e.occurred_at >= triggered_at for e in events),
+            30,
+            "the crossing events",
+        )
     for order in (buy, sell):
         (triggered,) = of(log, order, OrderTriggered)
         (opened,) = of(log, order, OrderOpened)
@@ -214,8 +234,13 @@ async def test_sigkill_of_the_trigger_engine_between_ticks_and_triggers_loses_an
         async with Market(infra.bootstrap_servers, system.topics.market_data) as market:
             await system.swap("raydium", "buy", 700_000.0, "up-r")
             await system.swap("meteora", "buy", 260_000.0, "up-m")
-            while sum(1 for e in market.events if e.cause == "swap") < 2:
-                await market.read()  # both swaps settled and published while the engine is frozen
+            # Both swaps settled and published while the engine is frozen (a walk step in the same window
+            # may carry the moved state in the swap's place: the price is what tells).
+            await market.wait_for(
+                lambda _: all((market.mid(v) or 0) > mid * 1.25 for v in ("raydium", "meteora")),
+                60,
+                "both pools pushed up",
+            )
         frozen.send_signal(signal.SIGKILL)
         frozen.wait(timeout=30)
         await system.restart_triggers()
