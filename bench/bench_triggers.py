@@ -281,9 +281,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
                 # The ceiling on the same machine at the same moment: market orders, request -> routing (the
                 # router picking an order up from the intake: the second half of a trigger's path).
-                markets = [order_request("sell", amount=0.01) for _ in range(args.ticks * 5)]
-                for i in range(0, len(markets), 5):
-                    await produce_all(settings.bootstrap_servers, topics.requests, markets[i : i + 5])
+                markets: list[OrderRequested] = []
+                for _ in range(args.ticks):  # as many, at the same pace as the fired orders came
+                    batch = [order_request("sell", amount=0.01) for _ in range(args.per_tick)]
+                    markets += batch
+                    await produce_all(settings.bootstrap_servers, topics.requests, batch)
                     await asyncio.sleep(args.spacing_s)
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and not all(o.order_id in watch.routing for o in markets):
@@ -297,16 +299,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["rss_after_ticks_mib"] = rss_mib(procs["triggers"].pid)
                 print(f"fired: {result['fired']}")
 
-                procs["triggers"].kill(signal.SIGKILL)
-                procs["triggers"], result["restart_after_sigkill"] = await start_triggers(settings, tmp)
-                before = len(watch.fired)
-                bound = sells[min((args.ticks + 1) * args.per_tick, len(sells) - 1)]
-                await publish(bound / FEE * 1.00005)
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and len(watch.fired) == before:
-                    await asyncio.sleep(0.1)
-                result["restart_after_sigkill"]["fired_after_restart"] = len(watch.fired) - before
-                print(f"restart after SIGKILL: {result['restart_after_sigkill']}")
+                restarts = []
+                for n in range(args.restarts):
+                    procs["triggers"].kill(signal.SIGKILL)
+                    procs["triggers"], restarted = await start_triggers(settings, tmp)
+                    before = len(watch.fired)
+                    bound = sells[min((args.ticks + 1 + n) * args.per_tick, len(sells) - 1)]
+                    await publish(bound / FEE * 1.00005)
+                    deadline = time.monotonic() + 30
+                    while time.monotonic() < deadline and len(watch.fired) == before:
+                        await asyncio.sleep(0.1)
+                    restarted["fired_after_restart"] = len(watch.fired) - before
+                    restarts.append(restarted)
+                result["restart_after_sigkill"] = restarts[-1]
+                result["restarts_after_sigkill"] = restarts
+                print(f"restarts after SIGKILL: {result['restarts_after_sigkill']}")
         finally:
             await producer.stop()
     finally:
@@ -371,6 +378,7 @@ def main() -> None:
     parser.add_argument("--per-tick", type=int, default=40)
     parser.add_argument("--spacing-s", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--restarts", type=int, default=3, help="SIGKILLs and restarts of the engine")
     parser.add_argument("--micro", action="store_true", help="the book alone, in this process")
     args = parser.parse_args()
     if args.micro:
@@ -381,7 +389,7 @@ def main() -> None:
     result = asyncio.run(run(args))
     rows = [
         ["book restore + assignment, first start", f"{result['first_start']['serving_s']} s", f"{result['first_start']['rss_mib']} MiB"],
-        ["restart after SIGKILL, serving again", f"{result['restart_after_sigkill']['serving_s']} s", f"{result['restart_after_sigkill']['rss_mib']} MiB"],
+        ["restart after SIGKILL, serving again", ", ".join(f"{r['serving_s']} s" for r in result["restarts_after_sigkill"]), f"{result['restart_after_sigkill']['rss_mib']} MiB"],
         ["price event -> OrderRouting (event times)", str(result["event_to_routing_event_time"]), ""],
         ["price event -> OrderRouting read from the log", str(result["event_to_routing_read_from_log"]), ""],
         ["  of which price event -> engine's request", str(result["event_to_engine_request"]), ""],
