@@ -7,7 +7,8 @@ the two, whichever the owner read first:
 
 - a trigger for an `open` order: `triggered` and `routing` (then quotes, like a market order, only on the
   venues the trigger named); with a sniper guard's refusal: `failed` at stage `trigger`. For an order no
-  longer open (triggered before, a repeat after a restart of the engine, cancelled, expired): nothing.
+  longer open (triggered before, a repeat after a restart of the engine, cancelled, expired): nothing; for
+  one read after its `expires_at` (before the expiry timer ran): `expired`.
 - a cancel from the order's account: `cancelled` while nothing was sent to a venue (pending, open,
   triggered, routing, building); once `submitted`, `OrderCancelRefused` (reason `submitted`), once; for a
   finished order, or another account's: nothing.
@@ -50,6 +51,8 @@ def respond(tracked: Tracked | None, command: AnyCommand, now: datetime) -> Step
 def trigger(tracked: Tracked, command: OrderTriggerRequested, now: datetime) -> Step | None:
     if tracked.status != "open":
         return None
+    if tracked.expires_at is not None and now.timestamp() >= tracked.expires_at:
+        return expire(tracked, now)  # the request came after the order's end: it expires, it does not fire
     if command.data.refusal is not None:
         return fail(tracked, command.data.refusal, "trigger", now)
     fired = command.data.triggered

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -262,3 +263,19 @@ async def test_another_accounts_cancel_changes_nothing(venue_map: dict[str, Faul
         assert status(broker, order) == "open"
         await core.handle(intake(cancel_command(order.order_id, account="alice")))
     assert status(broker, order) == "cancelled"
+
+
+async def test_a_trigger_read_after_the_orders_expiry_expires_it_instead(
+    venue_map: dict[str, FaultyVenue],
+) -> None:
+    from services.router import resting
+    from services.router.flow import accept
+
+    order = limit_request("sell", 140.0, expires_in_s=60.0)
+    opened = accept(order, order.occurred_at).tracked
+    assert order.data.expires_at is not None
+    late = order.data.expires_at + timedelta(milliseconds=1)
+    step = resting.trigger(opened, trigger_command(order.order_id, 150.0, 140.0), late)
+    assert step is not None and [e.type for e in step.events] == ["OrderExpired"] and step.rests is False
+    on_time = resting.trigger(opened, trigger_command(order.order_id, 150.0, 140.0), order.occurred_at)
+    assert on_time is not None and [e.type for e in on_time.events] == ["OrderTriggered", "OrderRouting"]
