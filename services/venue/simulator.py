@@ -69,6 +69,7 @@ VENUE_ERRORS = (
 EXPIRED = "expired: valid_until passed before the swap executed"
 _TOKEN = re.compile(TOKEN_PATTERN)
 MAX_RESERVE = 1e18  # a listing's reserves: finite, positive, and small enough that k = a * b stays finite
+MAX_POOLS = 1_000  # pools one venue lists: every pool is walked and published each tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ class SimulatedVenue:
         ledger: Ledger | None = None,
         order_ids: ClientOrderIds | None = None,
         max_accepting: int = MAX_ACCEPTING,
+        max_pools: int = MAX_POOLS,
     ) -> None:
         self.name = name
         self.seed = random.SystemRandom().randrange(1 << 63) if seed is None else seed
@@ -129,6 +131,7 @@ class SimulatedVenue:
         # Shared with the other venues of the chain by `build_venues`; a venue built alone has its own.
         self.order_ids = order_ids if order_ids is not None else ClientOrderIds()
         self.max_accepting = max_accepting
+        self.max_pools = max_pools
         self._accepting: dict[str, asyncio.Future[SwapRecord]] = {}  # being journaled, not yet accepted
         self._due = DueQueue(self._clock, self._settle_due, name=f"venue-{name}-settlement")
         self._listeners: list[Callable[[SwapStatus], None]] = []
@@ -253,6 +256,8 @@ class SimulatedVenue:
         a, b = sorted((base, quote))
         if self.pools.lists(a, b) or (a, b) in self._listing:
             raise VenueRejected(self.name, f"{a}/{b} is listed already")
+        if len(self.pools.pairs()) + len(self._listing) >= self.max_pools:
+            raise VenueRejected(self.name, f"{self.max_pools} pools listed already: no more on this venue")
         ra, rb = (base_reserve, quote_reserve) if a == base else (quote_reserve, base_reserve)
         state = PoolState(a, b, float(ra), float(rb))
         at = self._clock.utcnow()

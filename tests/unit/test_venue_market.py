@@ -158,6 +158,14 @@ async def test_a_bad_listing_is_refused(
     await v.aclose()
 
 
+async def test_a_venue_lists_a_bounded_number_of_pools() -> None:
+    v = venue(max_pools=7)  # six pairs of four tokens, and room for one more
+    await v.list_pool("BONK", "USDC", 1e9, 1e5)
+    with pytest.raises(VenueRejected, match="7 pools listed already"):
+        await v.list_pool("WIF", "USDC", 1e9, 1e5)
+    await v.aclose()
+
+
 async def test_a_window_the_broker_refused_is_published_later_in_its_latest_state() -> None:
     clock = ManualClock()
     v = SimulatedVenue("meteora", METEORA, TOKENS, seed=3, clock=clock)
