@@ -59,8 +59,24 @@ LOCAL_ACCOUNT = "local"
 """The one implicit account of `AUTH=off`, and the owner of every order written before accounts existed."""
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
-Status = Literal["pending", "routing", "building", "submitted", "confirmed", "failed"]
+Status = Literal[
+    "pending", "open", "triggered", "routing", "building", "submitted", "confirmed", "failed", "expired",
+    "cancelled",
+]  # fmt: skip
 Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "sniper"]
+"""`market` routes at once; `limit` rests until the market reaches its limit price; `sniper` rests until a
+pool of its token is listed."""
+TOKEN_PATTERN = "^[A-Z0-9]{2,16}$"
+TokenSymbol = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=2,
+        max_length=16,
+        pattern=TOKEN_PATTERN,
+        description="a token symbol: 2 to 16 upper-case letters and digits",
+    ),
+]
 
 
 def utc(value: datetime, field: str = "datetime") -> datetime:

@@ -22,15 +22,22 @@ from events.errors import DuplicateEvent, IllegalTransition, LifecycleError, Seq
 from events.payloads import Payload, Quote
 from events.types import (
     OrderBuilding,
+    OrderCancelled,
+    OrderCancelRefused,
     OrderConfirmed,
+    OrderExpired,
     OrderFailed,
+    OrderOpened,
     OrderRequested,
     OrderRouting,
     OrderSubmitted,
+    OrderTriggered,
     new_event,
 )
 
 __all__ = [
+    "CANCELLABLE",
+    "RESTING",
     "STATUSES",
     "TERMINAL",
     "TRANSITIONS",
@@ -47,19 +54,35 @@ __all__ = [
     "next_event",
 ]
 
-STATUSES: tuple[Status, ...] = ("pending", "routing", "building", "submitted", "confirmed", "failed")
-TERMINAL: frozenset[Status] = frozenset({"confirmed", "failed"})
+STATUSES: tuple[Status, ...] = (
+    "pending", "open", "triggered", "routing", "building", "submitted", "confirmed", "failed", "expired",
+    "cancelled",
+)  # fmt: skip
+TERMINAL: frozenset[Status] = frozenset({"confirmed", "failed", "expired", "cancelled"})
+RESTING: frozenset[Status] = frozenset({"open"})
+"""Statuses in which an order waits for the market, not for the engine: never "stuck", however long."""
+CANCELLABLE: frozenset[Status] = frozenset({"pending", "open", "triggered", "routing", "building"})
+"""Statuses from which a cancel ends the order: nothing has been sent to a venue yet."""
 
 TRANSITIONS: dict[tuple[Status | None, str], Status] = {
     (None, "OrderRequested"): "pending",
+    # a market order routes at once; a limit or sniper order rests until the trigger engine fires it
     ("pending", "OrderRouting"): "routing",
+    ("pending", "OrderOpened"): "open",
+    ("open", "OrderTriggered"): "triggered",
+    ("triggered", "OrderRouting"): "routing",
     ("routing", "OrderBuilding"): "building",
     ("building", "OrderSubmitted"): "submitted",
     ("submitted", "OrderConfirmed"): "confirmed",
     ("pending", "OrderFailed"): "failed",
+    ("open", "OrderFailed"): "failed",  # a sniper whose guard refused the listing
+    ("triggered", "OrderFailed"): "failed",
     ("routing", "OrderFailed"): "failed",
     ("building", "OrderFailed"): "failed",
     ("submitted", "OrderFailed"): "failed",
+    ("open", "OrderExpired"): "expired",
+    **{(status, "OrderCancelled"): "cancelled" for status in CANCELLABLE},
+    ("submitted", "OrderCancelRefused"): "submitted",  # too late: recorded, the order carries on
 }
 """Every legal step. Retries stay inside a stage (counted in `attempts`): routing -> routing is absent."""
 
@@ -93,6 +116,13 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     tx_hash: str | None = None
     failure_reason: str | None = None
     failure_stage: str | None = None
+    limit_price: float | None = None
+    max_price: float | None = None
+    min_liquidity: float | None = None
+    expires_at: datetime | None = None
+    trigger_price: float | None = None
+    trigger_venue: str | None = None
+    triggered_at: datetime | None = None  # when the market event that fired the order occurred
 
 
 def is_terminal(status: Status | str | None) -> bool:
@@ -127,6 +157,10 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
             account_id=d.account_id,
             created_at=event.occurred_at,
             updated_at=event.occurred_at,
+            limit_price=d.limit_price,
+            max_price=d.max_price,
+            min_liquidity=d.min_liquidity,
+            expires_at=d.expires_at,
         )
     if event.order_id != state.order_id:
         raise WrongOrder(event, state.order_id)
@@ -135,7 +169,7 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
     if event.seq != state.last_seq + 1:
         raise SequenceGap(event, state.last_seq + 1)
     status = TRANSITIONS.get((state.status, event.type))
-    if status is None:
+    if status is None or (isinstance(event, OrderOpened) and state.order_type == "market"):
         raise IllegalTransition(state.status, event)
     step: dict[str, Any] = {
         "status": status,
@@ -144,6 +178,16 @@ def apply(state: OrderState | None, event: Event) -> OrderState:
         "updated_at": event.occurred_at,
     }
     match event:
+        case OrderOpened():
+            return replace(state, **step)
+        case OrderTriggered(data=t):
+            return replace(
+                state, trigger_price=t.price, trigger_venue=t.venue, triggered_at=t.market_at, **step
+            )
+        case OrderExpired() | OrderCancelled():
+            return replace(state, **step)
+        case OrderCancelRefused():
+            return replace(state, **step)
         case OrderRouting(data=r):
             return replace(state, attempts=r.attempt, **step)
         case OrderBuilding(data=b):

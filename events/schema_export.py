@@ -1,6 +1,7 @@
 """Export the contract for readers outside Python: one JSON Schema per event type, and doc examples.
 
-`docs/schemas/<EventType>.json` is generated from the msgspec types, so it states exactly what `decode`
+`docs/schemas/<Type>.json` (order events, intake commands, market events) is generated from the msgspec
+types, so it states exactly what the decoders
 enforces; the examples section of `docs/events.md` is rendered from `events.examples`, so every example in the
 doc is a real, valid event. Both are deterministic, and `--check` (a unit test too) fails when they are stale:
 
@@ -19,7 +20,9 @@ from typing import Any
 import msgspec
 
 from events.codec import encode
-from events.examples import example_events
+from events.commands import COMMAND_TYPES, encode_command
+from events.examples import example_commands, example_events, example_market
+from events.market import MARKET_TYPES, encode_market
 from events.types import EVENT_TYPES, PAYLOAD_TYPES, SCHEMA_VERSION, STATUS
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
@@ -31,14 +34,16 @@ END = "<!-- END GENERATED EXAMPLES -->"
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """Event type name -> its JSON Schema (draft 2020-12), as msgspec derives it from the types."""
+    """Type name -> its JSON Schema (draft 2020-12), as msgspec derives it from the types: every order
+    event, intake command and market event."""
     schemas: dict[str, dict[str, Any]] = {}
-    for name, cls in EVENT_TYPES.items():
+    classes: dict[str, type[Any]] = {**EVENT_TYPES, **COMMAND_TYPES, **MARKET_TYPES}
+    for name, cls in classes.items():
         schema = msgspec.json.schema(cls)
         schemas[name] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$comment": GENERATED,
-            "title": f"{name} (schema_version {SCHEMA_VERSION[name]})",
+            "title": f"{name} (schema_version {cls.version})",
             **schema,
         }
     return schemas
@@ -87,19 +92,42 @@ def _orphans(directory: Path, schemas: dict[str, Any]) -> list[Path]:
 
 
 def render_examples() -> str:
-    """The generated part of `docs/events.md`: per event type, what it means and a real example."""
+    """The generated part of `docs/events.md`: per type, what it means and a real example."""
     parts: list[str] = []
     for name, event in example_events().items():
         cls, payload = EVENT_TYPES[name], PAYLOAD_TYPES[name]
-        pretty = json.dumps(json.loads(encode(event)), indent=2, ensure_ascii=False)
+        status = f"`{STATUS[name]}`" if name in STATUS else "status unchanged"
         parts.append(
-            f"### {name} → `{STATUS[name]}`\n\n"
-            f"{inspect.getdoc(cls)}\n\n{inspect.getdoc(payload)}\n\n"
-            f"Schema: [`schemas/{name}.json`](schemas/{name}.json), "
-            f"schema_version {SCHEMA_VERSION[name]}.\n\n"
-            f"```json\n{pretty}\n```\n"
+            _section(f"{name} → {status}", name, SCHEMA_VERSION[name], encode(event),
+                     f"{inspect.getdoc(cls)}\n\n{inspect.getdoc(payload)}")
+        )  # fmt: skip
+    parts.append("## Intake commands\n")
+    for name, command in example_commands().items():
+        cmd = COMMAND_TYPES[name]
+        payload = type(command.data)  # type: ignore[attr-defined]
+        doc = f"{inspect.getdoc(cmd)}\n\n{inspect.getdoc(payload)}"
+        parts.append(_section(name, name, cmd.version, encode_command(command), doc))
+    parts.append("## Market data\n")
+    for name, market in example_market().items():
+        parts.append(
+            _section(
+                name,
+                name,
+                MARKET_TYPES[name].version,
+                encode_market(market),
+                inspect.getdoc(MARKET_TYPES[name]) or "",
+            )
         )
     return "\n".join(parts)
+
+
+def _section(heading: str, name: str, version: int, raw: bytes, doc: str) -> str:
+    pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    return (
+        f"### {heading}\n\n{doc}\n\n"
+        f"Schema: [`schemas/{name}.json`](schemas/{name}.json), schema_version {version}.\n\n"
+        f"```json\n{pretty}\n```\n"
+    )
 
 
 def _with_examples(doc: str) -> str:

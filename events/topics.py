@@ -11,6 +11,16 @@
   duplicate request is recognised for at least a week (`ROUTER_STATE_RETENTION_MS`).
 - ``orders.deadletter`` — records a consumer could not decode or apply, copied verbatim (key and value) with
   the `DLQ_*` headers below saying where they came from and why, so the stream keeps flowing past them.
+- ``orders.resting`` — the limit and sniper orders waiting for the market (key = order id, compacted): the
+  router writes an order's record in the transaction that opens it and a tombstone in the one that takes it
+  out of `open` (triggered, expired, cancelled, refused), so the trigger engine restores the whole book of
+  resting orders by reading this topic to its end. Partitioned like the intake.
+- ``market.data`` — the venues' pool states (`events.market`: `PoolPriced`, `PoolListed`), key = the pair,
+  so one pair's events of both venues stay in order in one partition. The trigger engine consumes it. Kept a
+  day: the engine needs it only from its committed offset (an order's own events record what fired it).
+
+The intake topic carries `OrderRequested` and the commands of `events.commands` (cancel and trigger
+requests), all keyed by order id: the owner of an order reads everything about it in one sequence.
 
 All names take a prefix (`OEE_TOPIC_PREFIX`), which tests use to get topics of their own.
 
@@ -45,6 +55,8 @@ class Topics:
     events: str
     dead_letters: str
     router_state: str
+    resting: str
+    market_data: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
@@ -53,6 +65,8 @@ class Topics:
             events=f"{prefix}orders.events",
             dead_letters=f"{prefix}orders.deadletter",
             router_state=f"{prefix}orders.router-state",
+            resting=f"{prefix}orders.resting",
+            market_data=f"{prefix}market.data",
         )
 
 
@@ -112,6 +126,24 @@ def _state_config() -> dict[str, str]:
     }
 
 
+def _resting_config() -> dict[str, str]:
+    # Compacted only: a resting order's record must outlive any time retention (it goes with its tombstone),
+    # and tombstones are dropped a day after compaction, so the topic holds the open orders and little else.
+    return {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000), "min.insync.replicas": "1"}
+
+
+MARKET_DATA_RETENTION_MS = 24 * 3600 * 1000
+
+
+def _market_config() -> dict[str, str]:
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(MARKET_DATA_RETENTION_MS),
+        "segment.ms": str(3600 * 1000),
+        "min.insync.replicas": "1",
+    }
+
+
 def topic_specs(
     topics: Topics, partitions: int = DEFAULT_PARTITIONS, dead_letter_partitions: int = 1
 ) -> list[TopicSpec]:
@@ -125,6 +157,8 @@ def topic_specs(
         TopicSpec(topics.events, partitions, _log_config()),
         TopicSpec(topics.dead_letters, dead_letter_partitions, _log_config()),
         TopicSpec(topics.router_state, partitions, _state_config()),
+        TopicSpec(topics.resting, partitions, _resting_config()),
+        TopicSpec(topics.market_data, partitions, _market_config()),
     ]
 
 

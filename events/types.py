@@ -1,4 +1,4 @@
-"""The six event types of an order's life, their registries, and the constructors services use.
+"""The event types of an order's life, their registries, and the constructors services use.
 
 Registries are plain dicts keyed by the type name (the JSON `type` tag and the Kafka `type` header):
 `EVENT_TYPES` (class), `PAYLOAD_TYPES` (class of `data`), `STATUS` (the order status an event moves to) and
@@ -18,11 +18,16 @@ from events.envelope import LOCAL_ACCOUNT, Event, Status, Upcaster, new_id, now
 from events.errors import EventValidationError
 from events.payloads import (
     OrderBuildingData,
+    OrderCancelledData,
+    OrderCancelRefusedData,
     OrderConfirmedData,
+    OrderExpiredData,
     OrderFailedData,
+    OrderOpenedData,
     OrderRequestedData,
     OrderRoutingData,
     OrderSubmittedData,
+    OrderTriggeredData,
     Payload,
 )
 
@@ -35,12 +40,30 @@ def _requested_v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def _unchanged(obj: dict[str, Any]) -> dict[str, Any]:
+    """A version that only added optional fields or allowed values: the older object is valid as it is."""
+    return obj
+
+
 class OrderRequested(Event, tag="OrderRequested", kw_only=True, frozen=True):
     """An order was accepted by the ingress (status pending). Always seq 1, never a causation."""
 
-    version: ClassVar[int] = 2
-    upcasters: ClassVar[Mapping[int, Upcaster]] = {1: _requested_v1_to_v2}
+    version: ClassVar[int] = 3
+    # v3 added the limit and sniper order types and their fields; a v2 order is a market order as it is.
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {1: _requested_v1_to_v2, 2: _unchanged}
     data: OrderRequestedData
+
+
+class OrderOpened(Event, tag="OrderOpened", kw_only=True, frozen=True):
+    """A limit or sniper order rests, waiting for the market (status open)."""
+
+    data: OrderOpenedData
+
+
+class OrderTriggered(Event, tag="OrderTriggered", kw_only=True, frozen=True):
+    """The market reached a resting order's condition (status triggered); routing follows at once."""
+
+    data: OrderTriggeredData
 
 
 class OrderRouting(Event, tag="OrderRouting", kw_only=True, frozen=True):
@@ -70,19 +93,56 @@ class OrderConfirmed(Event, tag="OrderConfirmed", kw_only=True, frozen=True):
 class OrderFailed(Event, tag="OrderFailed", kw_only=True, frozen=True):
     """The order failed (status failed, terminal)."""
 
+    version: ClassVar[int] = 2
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {1: _unchanged}  # v2 added the stage `trigger`
     data: OrderFailedData
 
 
-AnyEvent = OrderRequested | OrderRouting | OrderBuilding | OrderSubmitted | OrderConfirmed | OrderFailed
+class OrderExpired(Event, tag="OrderExpired", kw_only=True, frozen=True):
+    """A resting order reached its expiry without triggering (status expired, terminal)."""
+
+    data: OrderExpiredData
+
+
+class OrderCancelled(Event, tag="OrderCancelled", kw_only=True, frozen=True):
+    """The order was cancelled before it was submitted (status cancelled, terminal)."""
+
+    data: OrderCancelledData
+
+
+class OrderCancelRefused(Event, tag="OrderCancelRefused", kw_only=True, frozen=True):
+    """A cancel arrived after the swap was submitted: refused, the order carries on (status unchanged)."""
+
+    data: OrderCancelRefusedData
+
+
+AnyEvent = (
+    OrderRequested
+    | OrderOpened
+    | OrderTriggered
+    | OrderRouting
+    | OrderBuilding
+    | OrderSubmitted
+    | OrderConfirmed
+    | OrderFailed
+    | OrderExpired
+    | OrderCancelled
+    | OrderCancelRefused
+)
 """Every concrete event; the type the decoder reads and what `match` statements cover."""
 
 _CLASSES: tuple[type[Event], ...] = (
     OrderRequested,
+    OrderOpened,
+    OrderTriggered,
     OrderRouting,
     OrderBuilding,
     OrderSubmitted,
     OrderConfirmed,
     OrderFailed,
+    OrderExpired,
+    OrderCancelled,
+    OrderCancelRefused,
 )
 for _cls in _CLASSES:
     _cls.type = str(_cls.__struct_config__.tag)
@@ -92,22 +152,46 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in _CLASSES}
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     "OrderRequested": OrderRequestedData,
+    "OrderOpened": OrderOpenedData,
+    "OrderTriggered": OrderTriggeredData,
     "OrderRouting": OrderRoutingData,
     "OrderBuilding": OrderBuildingData,
     "OrderSubmitted": OrderSubmittedData,
     "OrderConfirmed": OrderConfirmedData,
     "OrderFailed": OrderFailedData,
+    "OrderExpired": OrderExpiredData,
+    "OrderCancelled": OrderCancelledData,
+    "OrderCancelRefused": OrderCancelRefusedData,
 }
 
 STATUS: dict[str, Status] = {
     "OrderRequested": "pending",
+    "OrderOpened": "open",
+    "OrderTriggered": "triggered",
     "OrderRouting": "routing",
     "OrderBuilding": "building",
     "OrderSubmitted": "submitted",
     "OrderConfirmed": "confirmed",
     "OrderFailed": "failed",
+    "OrderExpired": "expired",
+    "OrderCancelled": "cancelled",
 }
-"""Type name -> the order status the event moves the order to (the seed's status names)."""
+"""Type name -> the order status the event moves the order to (the seed's status names). An event that
+leaves the status as it is (`OrderCancelRefused`) is absent: `status_of(event)` reads it from the event."""
+
+KEEPS_STATUS: frozenset[str] = frozenset({"OrderCancelRefused"})
+"""Event types that record something without moving the order: the status stays what the event says."""
+
+
+def status_of(event: Event) -> Status:
+    """The order's status once `event` is applied: the type's status, or the one the event carries."""
+    status = STATUS.get(event.type)
+    if status is not None:
+        return status
+    if isinstance(event, OrderCancelRefused):
+        return event.data.status
+    raise KeyError(f"no status for event type {event.type!r}")
+
 
 SCHEMA_VERSION: dict[str, int] = {name: cls.version for name, cls in EVENT_TYPES.items()}
 """Type name -> the schema version this code writes, read from the classes (a view for docs and tools: to

@@ -1,7 +1,7 @@
 """Pure mapping between the contract and the projection's rows: `OrderState` <-> `orders`, event -> `order_events`.
 
 The row tuples follow `ORDER_COLUMNS` / `EVENT_COLUMNS`, which name the columns explicitly, so the physical
-column order of a table (0001 plus the columns 0002 and 0003 appended) never matters. Everything a row holds comes from
+column order of a table (0001 plus the columns 0002, 0003 and 0004 appended) never matters. Everything a row holds comes from
 events, and the same event always gives the same tuple: that is what makes a replay byte-identical.
 """
 
@@ -15,21 +15,23 @@ import msgspec
 from events.envelope import Event
 from events.lifecycle import OrderState
 from events.payloads import Quote
-from events.types import STATUS
+from events.types import status_of
 
 ORDER_COLUMNS: tuple[str, ...] = (
     "id", "type", "base_token", "quote_token", "side", "amount_in", "slippage_bps", "status",
     "selected_dex", "quotes", "min_acceptable_price", "executed_price", "amount_out", "tx_hash",
     "failure_reason", "attempts", "idempotency_key", "created_at", "updated_at", "last_seq", "last_topic",
     "last_partition", "last_offset", "last_event_id", "route_reason", "client_order_id", "expected_price",
-    "failure_stage", "account_id",
+    "failure_stage", "account_id", "limit_price", "max_price", "min_liquidity", "expires_at", "trigger_price",
+    "trigger_venue", "triggered_at",
 )  # fmt: skip
 """The `orders` columns in the order `order_row` fills them."""
 
 ORDER_TYPES: tuple[str, ...] = (
     "uuid", "text", "text", "text", "text", "float8", "int4", "text", "text", "jsonb", "float8", "float8",
     "float8", "text", "text", "int4", "text", "timestamptz", "timestamptz", "int4", "text", "int4", "int8",
-    "uuid", "text", "text", "float8", "text", "text",
+    "uuid", "text", "text", "float8", "text", "text", "float8", "float8", "float8", "timestamptz", "float8",
+    "text", "timestamptz",
 )  # fmt: skip
 """Postgres types of `ORDER_COLUMNS`, for the `unnest($n::type[])` bulk statements."""
 
@@ -59,7 +61,8 @@ def order_row(state: OrderState, topic: str, partition: int, offset: int) -> Ord
         s.venue, _ENCODER.encode(s.quotes).decode() if s.quotes else None, s.min_acceptable_price,
         s.executed_price, s.amount_out, s.tx_hash, s.failure_reason, s.attempts, s.idempotency_key,
         s.created_at, s.updated_at, s.last_seq, topic, partition, offset, s.last_event_id, s.route_reason,
-        s.client_order_id, s.expected_price, s.failure_stage, s.account_id,
+        s.client_order_id, s.expected_price, s.failure_stage, s.account_id, s.limit_price, s.max_price,
+        s.min_liquidity, s.expires_at, s.trigger_price, s.trigger_venue, s.triggered_at,
     )  # fmt: skip
 
 
@@ -93,6 +96,13 @@ def state_from_row(row: Mapping[str, Any]) -> OrderState:
         tx_hash=row["tx_hash"],
         failure_reason=row["failure_reason"],
         failure_stage=row["failure_stage"],
+        limit_price=row["limit_price"],
+        max_price=row["max_price"],
+        min_liquidity=row["min_liquidity"],
+        expires_at=row["expires_at"],
+        trigger_price=row["trigger_price"],
+        trigger_venue=row["trigger_venue"],
+        triggered_at=row["triggered_at"],
     )
 
 
@@ -103,7 +113,7 @@ def event_row(event: Event, topic: str, partition: int, offset: int) -> EventRow
         event.seq,
         event.event_id,
         event.type,
-        STATUS[event.type],
+        status_of(event),
         _ENCODER.encode(event.data).decode(),  # type: ignore[attr-defined]
         event.occurred_at,
         topic,

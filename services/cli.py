@@ -8,7 +8,7 @@ oee tail [--from-beginning]           print the order event log, decoded
 oee lag [--watch [S]] [--json]        consumer lag, stage lags and stuck orders (the dashboard: /dashboard)
 oee schemas [--check]                 write (or check) docs/schemas/*.json, docs/openapi.json, docs/asyncapi.json
 oee test [pytest args]                the test suite (starts what it needs)
-oee api | router | venue | projector  one service in the foreground (`up` starts them all)
+oee api | router | triggers | venue | projector  one service in the foreground (`up` starts them all)
 oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
 oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
 oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
@@ -37,7 +37,7 @@ from services.stack.procs import StackError
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
-    "projector", "rebuild", "gateway", "lag", "accounts", "supervise", "order", "deadletters",
+    "projector", "rebuild", "gateway", "lag", "accounts", "supervise", "order", "deadletters", "triggers",
 )  # fmt: skip
 
 
@@ -214,6 +214,16 @@ def cmd_router(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_triggers(args: argparse.Namespace) -> int:
+    from services import logs
+    from services.triggers.app import run
+
+    settings = _settings()
+    logs.setup(settings.log_level, settings.log_format, "oee.triggers")
+    run(settings)
+    return 0
+
+
 def cmd_venue(args: argparse.Namespace) -> int:
     from services.venue.server import main as serve
 
@@ -318,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("api", cmd_api, "the HTTP ingress (and the API's other routes) in the foreground")
     add("gateway", cmd_gateway, "the WebSocket gateway alone (GATEWAY_PORT) in the foreground, for scale-out")
     add("router", cmd_router, "the order router (a Faust worker) in the foreground")
+    add(
+        "triggers",
+        cmd_triggers,
+        "the trigger engine (limit and sniper orders against market data) in the foreground",
+    )
     add("venue", cmd_venue, "the simulated DEX venues (Raydium, Meteora) over HTTP in the foreground")
     add("projector", cmd_projector, "the projector (event log -> Postgres order tables) in the foreground")
     p = add("rebuild", cmd_rebuild, "rebuild the order projection by replaying the log (verify, then swap)")

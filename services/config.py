@@ -110,6 +110,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     from services.query.options import QUERY_ENV_VARS
     from services.serving.limits import HTTP_ENV_VARS
     from services.stack.supervisor_options import SUPERVISOR_ENV_VARS
+    from services.triggers.options import TRIGGERS_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
 
     return {
@@ -124,6 +125,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
         **SUPERVISOR_ENV_VARS,
         **HTTP_ENV_VARS,
         **QUERY_ENV_VARS,
+        **TRIGGERS_ENV_VARS,
     }
 
 

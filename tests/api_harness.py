@@ -38,7 +38,7 @@ def api_app(
 ) -> Starlette:
     """The ingress (with `publisher` instead of Kafka when given) and `more` parts behind the edge."""
     parts = (
-        [ingress.part(settings, publisher=publisher, options=options or IngressOptions())]
+        [ingress.part(settings, publisher=publisher, options=options or IngressOptions(), schema=schema)]
         if ingress_part
         else []
     )

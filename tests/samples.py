@@ -5,7 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from events.commands import (
+    CancelRequestData,
+    OrderCancelRequested,
+    OrderTriggerRequested,
+    TriggerRequestData,
+    new_command,
+)
 from events.envelope import Event
+from events.payloads import OrderTriggeredData
 from events.types import OrderRequested, new_event
 
 
@@ -65,3 +73,85 @@ def order_request(
         "slippage_bps": slippage_bps,
     }
     return new_event(OrderRequested, order_id=order_id or str(uuid.uuid4()), seq=1, data=data)
+
+
+def limit_request(
+    side: str = "sell",
+    limit: float = 160.0,
+    amount: float = 1.5,
+    base: str = "SOL",
+    quote: str = "USDC",
+    expires_in_s: float = 3600.0,
+    account: str = "local",
+    order_id: str | None = None,
+) -> OrderRequested:
+    """A limit order: sell `amount` base at `limit` or more, or spend `amount` quote at `limit` or less."""
+    data = {
+        "order_type": "limit",
+        "base_token": base,
+        "quote_token": quote,
+        "side": side,
+        "amount_in": amount,
+        "slippage_bps": 0,
+        "limit_price": limit,
+        "expires_at": datetime.now(UTC) + timedelta(seconds=expires_in_s),
+        "account_id": account,
+    }
+    return new_event(OrderRequested, order_id=order_id or str(uuid.uuid4()), seq=1, data=data)
+
+
+def sniper_request(
+    token: str = "BONK",
+    quote: str = "USDC",
+    amount: float = 500.0,
+    max_price: float = 0.0001,
+    min_liquidity: float = 10_000.0,
+    expires_in_s: float = 3600.0,
+    account: str = "local",
+) -> OrderRequested:
+    """A sniper: spend `amount` of `quote` on `token` when a pool of the pair is listed within the guards."""
+    data = {
+        "order_type": "sniper",
+        "base_token": token,
+        "quote_token": quote,
+        "side": "buy",
+        "amount_in": amount,
+        "slippage_bps": 0,
+        "max_price": max_price,
+        "min_liquidity": min_liquidity,
+        "expires_at": datetime.now(UTC) + timedelta(seconds=expires_in_s),
+        "account_id": account,
+    }
+    return new_event(OrderRequested, order_id=str(uuid.uuid4()), seq=1, data=data)
+
+
+def cancel_command(order_id: str, account: str = "local") -> OrderCancelRequested:
+    command = new_command(OrderCancelRequested, order_id=order_id, data=CancelRequestData(account_id=account))
+    assert isinstance(command, OrderCancelRequested)
+    return command
+
+
+def trigger_command(
+    order_id: str,
+    price: float,
+    bound: float,
+    venue: str = "raydium",
+    venues: tuple[str, ...] = ("raydium", "meteora"),
+    refusal: str | None = None,
+    liquidity: float | None = None,
+) -> OrderTriggerRequested:
+    fired = OrderTriggeredData(
+        trigger="listing" if liquidity is not None else "price",
+        venue=venue,
+        price=price,
+        bound=bound,
+        market_event_id=str(uuid.uuid4()),
+        market_at=datetime.now(UTC),
+        venues=list(venues),
+        liquidity=liquidity,
+    )
+    command = new_command(
+        OrderTriggerRequested, order_id=order_id, data=TriggerRequestData(triggered=fired, refusal=refusal)
+    )
+    assert isinstance(command, OrderTriggerRequested)
+    return command

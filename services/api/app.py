@@ -1,6 +1,7 @@
 """The API process's composition root: which parts it serves, in which order their lifespans open.
 
-    ingress   POST /api/orders/execute, /health, /ready           (services.ingress)
+    ingress   POST /api/orders/execute, DELETE /api/orders/{id},    (services.ingress)
+              /health, /ready
     query     GET /api/orders, /api/orders/{id}[/events]            (services.query)
     gateway   WS /ws/orders/{id}, WS /ws, GET /gateway/stats        (services.gateway)
     pages     GET /, /app/*                                         (services.web)
@@ -45,7 +46,7 @@ def parts(
 ) -> list[Part]:
     """Every part of the API, in lifespan order (the lag monitor last: it reads what the others opened)."""
     return [
-        ingress.part(settings, publisher=publisher, options=ingress_options),
+        ingress.part(settings, publisher=publisher, options=ingress_options, schema=schema),
         query.part(settings, schema=schema),
         gateway.part(settings, gateway_options),
         pages.part(),

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="the API (default http://HOST:PORT)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     sub = parser.add_subparsers(dest="action", required=True)
-    place = sub.add_parser("place", help="place a market order")
+    place = sub.add_parser("place", help="place an order: market, or limit (--limit-price), or sniper")
     place.add_argument("side", choices=["buy", "sell"])
     place.add_argument("amount", type=float, help="the amount of the token you give up")
     place.add_argument("base", help="base token, e.g. SOL")
@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     place.add_argument(
         "--slippage", type=int, default=None, metavar="BPS", help="slippage bound (default 100)"
     )
+    place.add_argument("--limit-price", type=float, metavar="P", help="a limit order: the worst price")
+    place.add_argument("--max-price", type=float, metavar="P", help="a sniper order: the highest price")
+    place.add_argument("--min-liquidity", type=float, metavar="Q", help="a sniper order: least quote reserve")
+    place.add_argument("--expires-at", metavar="RFC3339", help="a limit or sniper order's expiry")
     place.add_argument("--key", help="Idempotency-Key: retrying with it never makes a second order")
     place.add_argument("--watch", action="store_true", help="then follow it to its end")
     get = sub.add_parser("get", help="an order's current state")
@@ -74,6 +78,10 @@ async def _run(url: str, args: argparse.Namespace, out: TextIO) -> int:
                     args.quote,
                     slippage_bps=args.slippage,
                     idempotency_key=args.key,
+                    limit_price=args.limit_price,
+                    max_price=args.max_price,
+                    min_liquidity=args.min_liquidity,
+                    expires_at=args.expires_at,
                 )
                 if args.json:
                     _json(accepted, out)

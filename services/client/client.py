@@ -21,7 +21,7 @@ import asyncio
 import os
 from collections.abc import AsyncGenerator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import msgspec
@@ -97,9 +97,29 @@ class AsyncClient:
         *,
         slippage_bps: int | None = None,
         idempotency_key: str | None = None,
+        limit_price: float | None = None,
+        max_price: float | None = None,
+        min_liquidity: float | None = None,
+        expires_at: str | None = None,
     ) -> OrderAccepted:
-        """POST /api/orders/execute. With an `idempotency_key`, retrying after `Unreachable` is safe."""
-        body = OrderRequest(base, quote, side, amount, slippage_bps if slippage_bps is not None else 100)
+        """POST /api/orders/execute: a market order; with `limit_price` a limit order, with `max_price` and
+        `min_liquidity` a sniper (`base` is the token to buy; `side` buy); `expires_at` (RFC 3339) for either.
+        With an `idempotency_key`, retrying after `Unreachable` is safe."""
+        kind: Literal["market", "limit", "sniper"] = (
+            "limit" if limit_price is not None else "sniper" if max_price is not None else "market"
+        )
+        body = OrderRequest(
+            base_token=base,
+            quote_token=quote,
+            amount_in=amount,
+            side=side,
+            slippage_bps=(slippage_bps if slippage_bps is not None else 100) if kind == "market" else None,
+            type=kind,
+            limit_price=limit_price,
+            max_price=max_price,
+            min_liquidity=min_liquidity,
+            expires_at=expires_at,
+        )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         response = await self._request(
             "POST",

@@ -49,10 +49,23 @@ class Client:
         *,
         slippage_bps: int | None = None,
         idempotency_key: str | None = None,
+        limit_price: float | None = None,
+        max_price: float | None = None,
+        min_liquidity: float | None = None,
+        expires_at: str | None = None,
     ) -> OrderAccepted:
         return self._runner.run(
             self._async.place(
-                side, amount, base, quote, slippage_bps=slippage_bps, idempotency_key=idempotency_key
+                side,
+                amount,
+                base,
+                quote,
+                slippage_bps=slippage_bps,
+                idempotency_key=idempotency_key,
+                limit_price=limit_price,
+                max_price=max_price,
+                min_liquidity=min_liquidity,
+                expires_at=expires_at,
             )
         )
 

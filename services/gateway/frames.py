@@ -1,7 +1,8 @@
 """What a WebSocket client receives: one frame per order event, and the gateway's own control frames.
 
 An event frame keeps the seed's shape, `{orderId, status, data, ts}`, and adds `seq` (to resume and to
-detect gaps), `type` (the event type) and `occurredAt`. `data` carries at least the keys the seed sent for
+detect gaps), `type` (the event type) and `occurredAt`. `status` is the order's status after the event (a
+refused cancel leaves it as it was: `submitted`). `data` carries at least the keys the seed sent for
 that status, in the seed's camelCase, plus what the event knows beyond them (both quotes, the reason...).
 Pure: no I/O. A frame is encoded once per event and the same text goes to every subscriber.
 """
@@ -18,13 +19,18 @@ from events.envelope import Event
 from events.lifecycle import is_terminal
 from events.payloads import Quote
 from events.types import (
-    STATUS,
     OrderBuilding,
+    OrderCancelled,
+    OrderCancelRefused,
     OrderConfirmed,
+    OrderExpired,
     OrderFailed,
+    OrderOpened,
     OrderRequested,
     OrderRouting,
     OrderSubmitted,
+    OrderTriggered,
+    status_of,
 )
 
 __all__ = ["Item", "control", "event_data", "event_frame", "item_for", "quote_view"]
@@ -49,7 +55,7 @@ class Item:
 
 
 def item_for(event: Event, partition: int, offset: int) -> Item:
-    status = STATUS[event.type]
+    status = status_of(event)
     return Item(
         order_id=event.order_id,
         seq=event.seq,
@@ -68,7 +74,7 @@ def event_frame(event: Event) -> dict[str, Any]:
         "orderId": event.order_id,
         "seq": event.seq,
         "type": event.type,
-        "status": STATUS[event.type],
+        "status": status_of(event),
         "ts": _epoch_ms(event.occurred_at),
         "occurredAt": _iso(event.occurred_at),
         "data": event_data(event),
@@ -92,7 +98,50 @@ def event_data(event: Event) -> dict[str, Any]:
             }
             if d.idempotency_key is not None:
                 order["idempotencyKey"] = d.idempotency_key
+            if d.order_type != "market":
+                order.pop("slippageBps")  # a resting order's bound is its own price
+                for key, value in (
+                    ("limitPrice", d.limit_price),
+                    ("maxPrice", d.max_price),
+                    ("minLiquidity", d.min_liquidity),
+                    ("expiresAt", _iso(d.expires_at) if d.expires_at is not None else None),
+                ):
+                    if value is not None:
+                        order[key] = value
             return {"order": order}
+        case OrderOpened(data=o):
+            opened: dict[str, Any] = {"trigger": o.trigger, "expiresAt": _iso(o.expires_at)}
+            for key, value in (
+                ("limitPrice", o.limit_price),
+                ("maxPrice", o.max_price),
+                ("minLiquidity", o.min_liquidity),
+            ):
+                if value is not None:
+                    opened[key] = value
+            return opened
+        case OrderTriggered(data=t):
+            triggered: dict[str, Any] = {
+                "trigger": t.trigger,
+                "selectedDex": t.venue,
+                "triggerPrice": t.price,
+                "limitPrice": t.bound,
+                "venues": list(t.venues),
+                "marketEventId": t.market_event_id,
+                "marketAt": _iso(t.market_at),
+            }
+            if t.liquidity is not None:
+                triggered["liquidity"] = t.liquidity
+            return triggered
+        case OrderExpired(data=x):
+            return {"error": x.reason, "expiresAt": _iso(x.expires_at)}
+        case OrderCancelled(data=c):
+            return {
+                "requestId": c.request_id,
+                "requestedAt": _iso(c.requested_at),
+                "fromStatus": c.from_status,
+            }
+        case OrderCancelRefused(data=r):
+            return {"requestId": r.request_id, "requestedAt": _iso(r.requested_at), "cancelRefused": r.reason}
         case OrderRouting(data=r):
             return {"attempt": r.attempt}
         case OrderBuilding(data=b):

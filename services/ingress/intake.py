@@ -63,6 +63,10 @@ def requested_event(
         idempotency_key=key,
         request_hash=fingerprint,
         account_id=account,
+        limit_price=order.limit_price,
+        max_price=order.max_price,
+        min_liquidity=order.min_liquidity,
+        expires_at=order.expires_at,
     )
     return new_event(OrderRequested, order_id=order_id, seq=1, data=data)
 

@@ -28,6 +28,14 @@ INGRESS_ENV_VARS: dict[str, tuple[str, str]] = {
         "how long a key stays claimed by a request in flight (> the send deadline); then another may take it",
     ),
     "INGRESS_READY_TIMEOUT_MS": ("2000", "deadline of each /ready check (broker metadata, SELECT 1)"),
+    "INGRESS_MAX_RESTING_S": (
+        "86400",
+        "longest a limit or sniper order may rest (its expiresAt at most this far ahead), and its default",
+    ),
+    "INGRESS_CANCEL_WAIT_MS": (
+        "2000",
+        "how long DELETE /api/orders/{id} waits for an order the projection does not show yet, then 404",
+    ),
 }
 
 
@@ -44,6 +52,8 @@ class IngressOptions:
     idempotency_max_keys: int = 100_000
     idempotency_lease_s: float = 15.0
     ready_timeout_s: float = 2.0
+    max_resting_s: float = 86_400.0
+    cancel_wait_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngressOptions:
@@ -58,6 +68,9 @@ class IngressOptions:
             idempotency_max_keys=_int(env, "INGRESS_IDEMPOTENCY_MAX_KEYS", 1, 100_000_000),
             idempotency_lease_s=_int(env, "INGRESS_IDEMPOTENCY_LEASE_MS", 1000, 3_600_000) / 1000,
             ready_timeout_s=_int(env, "INGRESS_READY_TIMEOUT_MS", 10, 60_000) / 1000,
+            # Below the router's 7-day memory of its orders (the state topic's retention), by a wide margin.
+            max_resting_s=float(_int(env, "INGRESS_MAX_RESTING_S", 60, 6 * 86_400)),
+            cancel_wait_s=_int(env, "INGRESS_CANCEL_WAIT_MS", 0, 10_000) / 1000,
         )
         if options.idempotency_lease_s <= options.send_timeout_s:
             # A lease shorter than a send would let a retry take over a key whose first send may still land.

@@ -1,4 +1,5 @@
-"""The ingress as a part of the API: `POST /api/orders/execute`, `/health`, `/ready`, and what they need.
+"""The ingress as a part of the API: `POST /api/orders/execute`, `DELETE /api/orders/{id}`, `/health`, `/ready`,
+and what they need.
 
 Nothing connects in `part()`. The lifespan starts the producer in the background (the app serves /health
 and answers 503 while the broker is down) and builds the intake on the app's shared database pool
@@ -16,6 +17,7 @@ from events.topics import Topics
 from services.config import Settings
 from services.http.parts import Access, Part
 from services.ingress import routes
+from services.ingress.cancel import cancel
 from services.ingress.idempotency import IdempotencyStore
 from services.ingress.intake import EventPublisher, Intake
 from services.ingress.keystore import DurableKeys
@@ -24,6 +26,7 @@ from services.ingress.publisher import Position, Publisher
 from services.metrics import ingress as ingress_metrics
 from services.spec.operation import (
     FORBIDDEN,
+    ORDER_ID,
     RETRY_AFTER,
     UNAUTHORIZED,
     Operation,
@@ -32,9 +35,10 @@ from services.spec.operation import (
     error,
     route,
 )
-from services.spec.wire import Health, OrderAccepted, OrderRequest, Ready
+from services.spec.wire import CancelAccepted, Health, OrderAccepted, OrderRequest, Ready
 
 ORDER_PATH = "/api/orders/execute"
+CANCEL_PATH = "/api/orders/{order_id}"  # DELETE here; GET of the same path is the reads'  (services.query)
 
 _RATE = {"Retry-After": RETRY_AFTER, "RateLimit": "the account's remaining quota (IETF draft)",
          "RateLimit-Policy": "the account's order rate limit (IETF draft)"}  # fmt: skip
@@ -74,6 +78,39 @@ EXECUTE = Operation(
         ),
     },
 )
+CANCEL = Operation(
+    "Cancel an order",
+    "Appends an `OrderCancelRequested` to the intake (keyed by the order id) and answers 202: the router "
+    "partition that owns the order answers in the log, `OrderCancelled` while nothing was sent to a venue, "
+    "`OrderCancelRefused` (reason `submitted`) after. Idempotent: an order that ended is answered with its "
+    "status and nothing is appended. Another account's order is a 404 like an unknown one. `waitMs` "
+    "(default INGRESS_CANCEL_WAIT_MS) is how long to look for an order the projection has not reached yet.",
+    tag="orders",
+    params=[
+        ORDER_ID,
+        Param(
+            "waitMs",
+            "query",
+            "how long to wait for the order to be projected (0..10000)",
+            {"type": "integer", "minimum": 0, "maximum": 10_000},
+        ),
+    ],
+    replies={
+        202: Reply(
+            "the cancel is requested (or there is nothing to cancel: `status` says why)",
+            CancelAccepted,
+            headers={"Location": "the order's URL"},
+        ),
+        400: error("the order id or waitMs is invalid: each problem names its field"),
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        404: error("no such order (another account's order is answered the same)"),
+        503: error(
+            "the database or the broker is unavailable: nothing requested, retry",
+            **{"Retry-After": RETRY_AFTER},
+        ),
+    },
+)
 HEALTH = Operation(
     "Liveness",
     "200 while the process runs, whatever its dependencies do.",
@@ -92,9 +129,17 @@ READY = Operation(
 
 
 def part(
-    settings: Settings, *, publisher: EventPublisher | None = None, options: IngressOptions | None = None
+    settings: Settings,
+    *,
+    publisher: EventPublisher | None = None,
+    options: IngressOptions | None = None,
+    schema: str | None = None,
 ) -> Part:
-    """The ingress part. `publisher` replaces the Kafka producer (tests)."""
+    """The ingress part. `publisher` replaces the Kafka producer (tests); `schema` is the order projection's
+    (whose an order is, for cancels; default `PROJECTION_SCHEMA`)."""
+    from projections.settings import schema_from_env
+
+    projection = schema or schema_from_env()
     options = options or IngressOptions.from_env()
     if publisher is None:
         publisher = Publisher(
@@ -120,6 +165,8 @@ def part(
                 the_publisher,
                 Intake(the_publisher, cache, durable),
                 routes.probe(the_publisher, app.state.db, options.ready_timeout_s),
+                pool=app.state.db,
+                schema=projection,
             )
             yield
         finally:
@@ -129,6 +176,7 @@ def part(
         "ingress",
         [
             route(ORDER_PATH, ingress_metrics.instrument(routes.execute), post=EXECUTE),
+            route(CANCEL_PATH, cancel, delete=CANCEL),
             route("/health", routes.health, get=HEALTH),
             route("/ready", routes.ready, get=READY),
         ],

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from services.http.problems import Problem
 from services.http.responses import error_response, json_response
+from services.ingress.cancel import CancelMemory
 from services.ingress.idempotency import KeyInFlight, KeyReused
 from services.ingress.intake import Accepted, EventPublisher, Intake
 from services.ingress.keystore import StoreUnavailable
@@ -34,6 +36,9 @@ class IngressContext:
     publisher: EventPublisher
     intake: Intake
     readiness: Readiness
+    pool: asyncpg.Pool | None = None  # the API's database pool: whose an order is (cancels)
+    schema: str = "public"  # the order projection's schema
+    cancels: CancelMemory = field(default_factory=CancelMemory)
 
 
 class BodyTooLarge(Exception):
@@ -80,7 +85,10 @@ async def execute(request: Request) -> Response:
     if len(keys) > 1:
         return error_response(400, "invalid order request", [Problem(KEY_FIELD, "must be sent once")])
     try:
-        order, key = parse_request(body, keys[0] if keys else None, ctx.tokens)
+        now = datetime.now(UTC)
+        order, key = parse_request(
+            body, keys[0] if keys else None, ctx.tokens, now=now, max_resting_s=options.max_resting_s
+        )
     except InvalidRequest as exc:
         return error_response(400, exc.summary, exc.problems)
     account = request.state.account

@@ -174,6 +174,7 @@ class OrdersView:
     thresholds_s: dict[str, float]
     tracked: int  # orders in flight the monitor holds
     gaps: int  # times the monitor skipped part of the log (its view of older orders was dropped)
+    resting: int = 0  # limit and sniper orders waiting for the market (open): not in flight, never stuck
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,6 +192,7 @@ class OrdersView:
             },
             "tracked": self.tracked,
             "gaps": self.gaps,
+            "resting": self.resting,
         }
 
 

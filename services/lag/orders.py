@@ -8,6 +8,10 @@ by the ingress and the router, so it does not depend on when the monitor happene
 
 The monitor may start mid-stream or skip part of the log (`forget_partition`): an order first seen mid-way
 is tracked from that event on, and no stage that needs an earlier event is measured for it.
+
+Resting orders (`open`: a limit or sniper order waiting for the market) are not in flight and never stuck,
+however long they wait: they are only counted (`resting`). A resting order that triggers is tracked again
+from its `routing`, like an order first seen there: its stages start at the trigger, not at its request.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from events.lifecycle import TERMINAL
+from events.lifecycle import RESTING, TERMINAL
 from events.types import STATUS
 from services.lag.model import OrdersView, Stat, StuckOrder
 from services.lag.window import EventRate, Recent
 
 IN_FLIGHT_STATUSES: tuple[str, ...] = ("pending", "routing", "building", "submitted")
+WAITING_STATUSES: tuple[str, ...] = ("open", "triggered")  # resting, and the instant it fires: not in flight
 TRACKER_STAGES: tuple[str, ...] = ("ingress_to_router", "router_quote", "venue_execution", "end_to_end")
 
 
@@ -42,6 +47,7 @@ class OrderTracker:
     ) -> None:
         self.max_orders = max_orders
         self._orders: dict[str, _Order] = {}
+        self._resting: dict[str, None] = {}  # open orders, counted only (bounded like `_orders`)
         self._seen: Counter[str] = Counter()
         self._rates = {s: EventRate() for s in ("pending", "confirmed", "failed")}
         self._dwell = {s: Recent(stats_window_s, max_samples) for s in IN_FLIGHT_STATUSES}
@@ -52,7 +58,7 @@ class OrderTracker:
     def apply(self, order_id: str, seq: int, event_type: str, occurred_at: float, partition: int) -> None:
         """Take one event of the log into account (duplicates and replays of older seqs change nothing)."""
         status = STATUS.get(event_type)
-        if status is None:
+        if status is None:  # an event that moves no order (a refused cancel)
             return
         self.events += 1
         order = self._orders.get(order_id)
@@ -61,6 +67,18 @@ class OrderTracker:
         self._seen[status] += 1
         if status in self._rates:
             self._rates[status].add(occurred_at)
+        if status in WAITING_STATUSES:
+            if order is not None:  # its pending time ends: the router took it
+                self._dwell[order.status].add(occurred_at, occurred_at - order.since)
+                del self._orders[order_id]
+            if status in RESTING:
+                self._resting[order_id] = None
+                while len(self._resting) > self.max_orders:
+                    del self._resting[next(iter(self._resting))]
+            else:
+                self._resting.pop(order_id, None)
+            return
+        self._resting.pop(order_id, None)
         if order is None:
             if status in TERMINAL:
                 return
@@ -121,7 +139,7 @@ class OrderTracker:
 
     def view(self, now: float, thresholds: Mapping[str, float], limit: int = 50) -> OrdersView:
         """The state of the orders at `now`: counts, dwell, stage durations and the stuck ones."""
-        in_flight: Counter[str] = Counter()
+        in_flight: Counter[str] = Counter()  # resting orders are not in `_orders`: never stuck
         oldest: dict[str, float] = {}
         stuck: list[StuckOrder] = []
         for order_id, o in self._orders.items():
@@ -135,7 +153,9 @@ class OrderTracker:
         stuck.sort(key=lambda s: s.age_s, reverse=True)
         return OrdersView(
             in_flight={s: in_flight.get(s, 0) for s in IN_FLIGHT_STATUSES},
-            seen={s: self._seen.get(s, 0) for s in (*IN_FLIGHT_STATUSES, *sorted(TERMINAL))},
+            seen={
+                s: self._seen.get(s, 0) for s in (*IN_FLIGHT_STATUSES, *WAITING_STATUSES, *sorted(TERMINAL))
+            },
             rate_per_s={s: r.per_second(now) for s, r in self._rates.items()},
             dwell={s: d.stat(now) for s, d in self._dwell.items()},
             oldest_s={s: oldest.get(s, 0.0) for s in IN_FLIGHT_STATUSES},
@@ -144,4 +164,5 @@ class OrderTracker:
             thresholds_s=dict(thresholds),
             tracked=len(self._orders),
             gaps=self.gaps,
+            resting=len(self._resting),
         )

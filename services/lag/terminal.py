@@ -82,7 +82,7 @@ def _stages(report: Report) -> str:
 
 
 def _orders(o: Report) -> str:
-    statuses = ["pending", "routing", "building", "submitted", "confirmed", "failed"]
+    statuses = ["pending", "routing", "building", "submitted", "confirmed", "failed", "expired", "cancelled"]
     rows = []
     for s in statuses:
         d = o["dwell"].get(s, {})
@@ -98,6 +98,7 @@ def _orders(o: Report) -> str:
     )
     rates = ", ".join(f"{k} {v:g}/s" for k, v in o["rate_per_s"].items())
     text += f"\nin flight {o['in_flight_total']}; rates: {rates}; tracked {o['tracked']}, gaps {o['gaps']}"
+    text += f"\nresting (limit and sniper orders waiting for the market, never stuck): {o.get('resting', 0)}"
     stuck = o["stuck"]
     text += f"\n\nstuck orders: {stuck['count']}"
     for order in stuck["orders"]:

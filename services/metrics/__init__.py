@@ -1,10 +1,11 @@
 """Prometheus metrics: the helpers every service uses to expose them, and the names in one place.
 
-Each service's metrics live in a module of its own (`ingress`, `router`, `venue`, `projector`, `gateway`;
+Each service's metrics live in a module of its own (`ingress`, `router`, `venue`, `projector`, `gateway`,
+`triggers`;
 the lag gauges in `services.lag.exporter`), registered in prometheus_client's default registry when that
 module is imported, so a process exposes only the metrics of what it runs. Every name starts with `oee_`.
-`/metrics` is a route on the HTTP services (`metrics_route`); the router, which has no HTTP server, serves
-it on `ROUTER_METRICS_PORT` (`serve`). `docs/lag.md` lists every metric.
+`/metrics` is a route on the HTTP services (`metrics_route`); the router and the trigger engine, which have
+no HTTP server, serve it on `ROUTER_METRICS_PORT` / `TRIGGERS_METRICS_PORT` (`serve`). `docs/lag.md` lists every metric.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger("oee.metrics")
 METRICS_ENV_VARS: dict[str, tuple[str, str]] = {
     "ROUTER_METRICS_PORT": ("9308", "port of the router's /metrics (Prometheus); 0: not served"),
     "PROJECTOR_METRICS_PORT": ("9309", "port of the projector's /metrics (Prometheus); 0: not served"),
+    "TRIGGERS_METRICS_PORT": ("9311", "port of the trigger engine's /metrics (Prometheus); 0: not served"),
 }
 
 # Request latencies (ingress): 1 ms .. 10 s.

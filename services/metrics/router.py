@@ -59,6 +59,11 @@ RECOVERIES = Counter(
     " dropped because another router fenced it, or given up (the process stops)",
     ["outcome"],
 )
+COMMANDS_IGNORED = Counter(
+    "oee_router_commands_ignored",
+    "Cancel and trigger requests that changed nothing: the order had moved on (a trigger repeated after a"
+    " restart of the engine, a cancel of a finished order), or it is not this router's",
+)
 IN_FLIGHT = Gauge("oee_router_in_flight_orders", "Orders this router holds that have no terminal event yet")
 
 # Label children resolved once: `labels()` costs a locked dict lookup, and this runs for every event.
@@ -78,13 +83,15 @@ def observe_commit(events: Sequence[Event], dead_letters: int = 0) -> None:
         DEAD_LETTERS.inc(dead_letters)
     for event in events:
         kind = event.type
-        status = STATUS[kind]
+        status = STATUS.get(kind)
+        if status is None:  # an event that leaves the status as it is (a refused cancel)
+            continue
         _BY_STATUS[status].inc()
         if kind == "OrderBuilding":
             DECISIONS.labels(event.data.selected_venue).inc()  # type: ignore[attr-defined]
             continue
         at = event.occurred_at.timestamp()
-        if kind == "OrderRequested":
+        if kind in ("OrderRequested", "OrderTriggered"):  # a resting order's routing starts at its trigger
             _starts[event.order_id] = (at, None)
             if len(_starts) > _MAX_REMEMBERED:
                 _starts.popitem(last=False)
@@ -97,10 +104,14 @@ def observe_commit(events: Sequence[Event], dead_letters: int = 0) -> None:
             started = _starts.get(event.order_id)
             if started is not None and started[1] is not None:
                 ROUTING.observe(max(0.0, at - started[1]))
+        elif kind == "OrderOpened":
+            _starts.pop(event.order_id, None)  # how long it rests is the market's business, not a delay
         elif status in ("confirmed", "failed"):
             started = _starts.pop(event.order_id, None)
             if started is not None:
                 _BY_OUTCOME[status].observe(max(0.0, at - started[0]))
+        elif status in ("expired", "cancelled"):
+            _starts.pop(event.order_id, None)
 
 
 def track_in_flight(count: Callable[[], int]) -> None:

@@ -20,6 +20,7 @@ import orjson
 from events.lifecycle import STATUSES
 from services.http.problems import Problem
 
+ORDER_TYPES = ("market", "limit", "sniper")
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 10_000
 DEFAULT_LIMIT = 50
@@ -67,10 +68,13 @@ class ListQuery:
     until: datetime | None = None  # `to`, exclusive
     limit: int = DEFAULT_LIMIT
     cursor: Cursor | None = None
+    order_type: str | None = None
 
     def fingerprint(self) -> str:
         """What a cursor is bound to: the filters, not the page size or the position."""
         key = [self.status, self.side, self.venue, _iso(self.since), _iso(self.until)]
+        if self.order_type is not None:  # (appended: cursors issued before the type filter stay valid)
+            key.append(self.order_type)
         return hashlib.sha256(orjson.dumps(key)).hexdigest()[:12]
 
 
@@ -131,6 +135,9 @@ def list_query(params: Params) -> ListQuery:
     side = _one(params, "side", problems)
     if side is not None and side not in ("buy", "sell"):
         problems.append(Problem("side", f"must be 'buy' or 'sell', got {_show(side)}"))
+    order_type = _one(params, "type", problems)
+    if order_type is not None and order_type not in ORDER_TYPES:
+        problems.append(Problem("type", f"must be one of {', '.join(ORDER_TYPES)}, got {_show(order_type)}"))
     venue = _one(params, "venue", problems)
     if venue is not None and not 1 <= len(venue) <= 64:
         problems.append(Problem("venue", "must be 1 to 64 characters"))
@@ -139,11 +146,14 @@ def list_query(params: Params) -> ListQuery:
     if since is not None and until is not None and since >= until:
         problems.append(Problem("to", "must be later than from"))
     limit = _int(params, "limit", 1, MAX_LIMIT, problems)
-    query = ListQuery(status, side, venue, since, until, DEFAULT_LIMIT if limit is None else limit)
+    query = ListQuery(
+        status, side, venue, since, until, DEFAULT_LIMIT if limit is None else limit, order_type=order_type
+    )
     raw = _one(params, "cursor", problems)
     if raw is not None and not problems:
         try:
-            query = ListQuery(status, side, venue, since, until, query.limit, decode_cursor(raw, query))
+            cursor = decode_cursor(raw, query)
+            query = ListQuery(status, side, venue, since, until, query.limit, cursor, order_type)
         except InvalidQuery as exc:
             problems.extend(exc.problems)
     if problems:

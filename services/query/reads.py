@@ -92,6 +92,8 @@ def list_sql(table_schema: str, query: ListQuery, account: str) -> tuple[str, li
         where.append(f"status = {arg(query.status)}")
     if query.side is not None:
         where.append(f"side = {arg(query.side)}")
+    if query.order_type is not None:
+        where.append(f"type = {arg(query.order_type)}")
     if query.venue is not None:
         where.append(f"selected_dex = {arg(query.venue)}")
     if query.since is not None:
@@ -106,15 +108,17 @@ def list_sql(table_schema: str, query: ListQuery, account: str) -> tuple[str, li
     return sql, args
 
 
+OPEN_ORDERS = "status NOT IN ('cancelled', 'confirmed', 'expired', 'failed')"
+"""An order not yet ended (`events.lifecycle.TERMINAL`, alphabetical), as the partial index says it."""
+
+
 def open_orders_counter(
     pool: asyncpg.Pool, schema: str, timeout_s: float = 2.0
 ) -> Callable[[str], Awaitable[int]]:
-    """account -> how many of its orders the projection in `schema` holds neither confirmed nor failed
-    (the per-account open-orders limit; one index-only count on `orders_account_open`)."""
-    sql = (
-        f"SELECT count(*) FROM {quote_ident(schema)}.orders"
-        " WHERE account_id = $1 AND status NOT IN ('confirmed', 'failed')"
-    )
+    """account -> how many of its orders the projection in `schema` holds not yet ended: in flight or resting
+    (the per-account open-orders limit; one index-only count on `orders_account_open`, whose predicate
+    this must repeat word for word: sql/0004)."""
+    sql = f"SELECT count(*) FROM {quote_ident(schema)}.orders WHERE account_id = $1 AND {OPEN_ORDERS}"
 
     async def count(account: str) -> int:
         async with asyncio.timeout(timeout_s):

@@ -186,7 +186,7 @@ async def get_order_events(request: Request) -> Response:
 
 @_guarded
 async def list_orders(request: Request) -> Response:
-    """GET /api/orders[?status=][&side=][&venue=][&from=][&to=][&limit=][&cursor=]"""
+    """GET /api/orders[?status=][&type=][&side=][&venue=][&from=][&to=][&limit=][&cursor=]"""
     ctx: QueryContext = request.app.state.query
     try:
         query = list_query(params_of(request.query_params.multi_items()))

@@ -58,6 +58,14 @@ def order(row: Mapping[str, Any]) -> dict[str, Any]:
         "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
         "lastSeq": row["last_seq"],
+        # Limit and sniper orders: what they rest on, and what fired them (None for market orders).
+        "limitPrice": row["limit_price"],
+        "maxPrice": row["max_price"],
+        "minLiquidity": row["min_liquidity"],
+        "expiresAt": iso(row["expires_at"]),
+        "triggerPrice": row["trigger_price"],
+        "triggerVenue": row["trigger_venue"],
+        "triggeredAt": iso(row["triggered_at"]),
     }
 
 

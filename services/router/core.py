@@ -5,6 +5,7 @@ that do the work — each testable without a broker:
 - `worker`: one partition's transactions (events, state, intake position, offsets) and its memory;
 - `admission`: the durable record of admitted order ids (one lifecycle per order id, forever);
 - `quoting`, `flow`, `routing`: prices from every venue, and the pure steps that turn them into events;
+- `resting`: the answers to the requests about an order (triggers, cancels) and its expiry, pure steps;
 - `submissions`, `landing`, `reconcile`, `settlements`: swaps to venues after the commit, looked up by
   client order id (never guessed), ended by their settlement or their landing deadline;
 - `loops`, `supervision`: the timers, the background tasks, and when to give up.
@@ -26,7 +27,7 @@ from functools import partial
 from events.topics import Topics
 from events.types import OrderRequested
 from services.metrics import router as router_metrics
-from services.router import flow, loops, statestore
+from services.router import flow, loops, resting, statestore
 from services.router.admission import Admissions, Candidate, InMemoryAdmissions
 from services.router.flow import Outcome, Tracked
 from services.router.options import RouterOptions
@@ -117,6 +118,9 @@ class RouterCore:
                 name="router-lookups",
             ),
             asyncio.create_task(loops.offsets(self.partitions, self.options), name="router-offsets"),
+            asyncio.create_task(
+                loops.expiries(self.partitions, self._expire, self.spawn), name="router-expiries"
+            ),
             *(asyncio.create_task(loops.forever(loop), name="router-feed") for loop in self.extra_loops),
         ]
         for task in self._loops:
@@ -223,22 +227,34 @@ class RouterCore:
     async def _route_once(self, batch: _Batch, admitted: set[Candidate]) -> None:
         worker, intake = batch.worker, batch.intake
         out = intake.out
-        starting: list[Tracked] = []
         refused: list[OrderRequested] = []
         async with worker.lock:
             if worker.closed:
                 raise WorkerClosed(f"partition {worker.partition}")
             now = utcnow()
+            # This batch's view of each order it touches: requests first (a command about an order always
+            # comes after its request in the partition), then the commands in the order they were written.
+            touched: dict[str, Tracked] = {}
+            to_quote: set[str] = set()  # market orders accepted now, resting orders triggered now
             for record, request in intake.new:
                 if Candidate(request.order_id, record.partition, record.offset) in admitted:
                     step = flow.accept(request, now)
-                    out.events.extend(step.events)
-                    starting.append(step.tracked)
+                    self._take(step, out, touched, to_quote)
                 else:
                     refused.append(request)
-            steps = await self.quoter.steps(starting)
+            ignored = 0
+            for _, command in intake.commands:
+                oid = command.order_id
+                answer = resting.respond(touched.get(oid) or worker.memory.active.get(oid), command, now)
+                if answer is None:
+                    ignored += 1
+                    continue
+                self._take(answer, out, touched, to_quote)
+            steps = await self.quoter.steps([touched[oid] for oid in to_quote])
             for step in steps:
-                out.add(step)
+                out.events.extend(step.events)
+                touched[step.tracked.order_id] = step.tracked
+            out.states.extend(touched.values())
             # Outcomes waiting for this partition ride along: one transaction instead of two.
             waiting, worker.outcomes = worker.outcomes, []
             expiries = settle_into(worker, out, waiting)
@@ -253,9 +269,23 @@ class RouterCore:
                 extra={"order_id": request.order_id},
             )
         _count_duplicates(intake.duplicates, len(refused))
+        if ignored:
+            router_metrics.COMMANDS_IGNORED.inc(ignored)
         if expiries:
             router_metrics.EXPIRATIONS.inc(expiries)
         self._after_commit(worker, steps)
+
+    @staticmethod
+    def _take(step: flow.Step, out: Outbox, touched: dict[str, Tracked], to_quote: set[str]) -> None:
+        """Add a step's events to the batch; the order's memory after it is written once, at the end."""
+        out.events.extend(step.events)
+        out.rest(step)
+        oid = step.tracked.order_id
+        touched[oid] = step.tracked
+        if step.tracked.status == "routing" and step.tracked.retry_at is None:
+            to_quote.add(oid)
+        else:
+            to_quote.discard(oid)  # cancelled before its quotes were asked for
 
     def _after_commit(self, worker: PartitionWorker, steps: Iterable[flow.Step]) -> None:
         recheck = time.time() + self.options.reconcile_after_s
@@ -269,6 +299,8 @@ class RouterCore:
             async with worker.lock:
                 if worker.closed:
                     return  # the orders come back from the state topic in the partition's next worker
+                # Only orders nothing else moved meanwhile (a cancel committed between the timer and the lock).
+                orders = [t for t in orders if worker.memory.active.get(t.order_id) is t]
                 steps = await self.quoter.steps(orders)
                 out = Outbox()
                 for step in steps:
@@ -280,6 +312,25 @@ class RouterCore:
         except WorkerClosed:
             return
         self._after_commit(worker, steps)
+
+    async def _expire(self, worker: PartitionWorker, orders: list[Tracked]) -> None:
+        """Resting orders whose `expires_at` came: `expired`, unless something else moved them first."""
+        try:
+            async with worker.lock:
+                if worker.closed:
+                    return  # the next worker restores them, and its timer expires them
+                now = utcnow()
+                out = Outbox()
+                for tracked in orders:
+                    current = worker.memory.active.get(tracked.order_id)
+                    step = None if current is None else resting.expire(current, now)
+                    if step is not None:
+                        out.add(step)
+                await worker.commit(out)
+        except CommitFailed as failure:
+            self.partitions.failed(failure)
+        except WorkerClosed:
+            return
 
 
 def _count_duplicates(in_memory: int, durable: int) -> None:

@@ -30,6 +30,7 @@ from events.payloads import (
     OrderBuildingData,
     OrderConfirmedData,
     OrderFailedData,
+    OrderOpenedData,
     OrderRequestedData,
     OrderRoutingData,
     OrderSubmittedData,
@@ -39,28 +40,38 @@ from events.payloads import (
 from events.types import (
     AnyEvent,
     OrderBuilding,
+    OrderCancelled,
+    OrderCancelRefused,
     OrderConfirmed,
+    OrderExpired,
     OrderFailed,
+    OrderOpened,
     OrderRequested,
     OrderRouting,
     OrderSubmitted,
+    OrderTriggered,
     new_event,
 )
 from services.router.routing import NoRoute, backoff_delays, choose_route, min_acceptable_price
 from services.venue.interface import SwapStatus, VenueQuote
 
 MAX_ATTEMPTS = 3
-Phase = Literal["routing", "submitted", "done"]
+Phase = Literal["resting", "routing", "submitted", "done"]
 
 PHASE: dict[Status, Phase] = {
     "pending": "routing",
+    "open": "resting",
+    "triggered": "routing",  # never at rest: triggered and routing are one step
     "routing": "routing",
     "building": "submitted",  # never at rest: building and submitted are one step
     "submitted": "submitted",
     "confirmed": "done",
     "failed": "done",
+    "expired": "done",
+    "cancelled": "done",
 }
-"""What the router waits for in each lifecycle status: quotes (`routing`), the venue (`submitted`), nothing."""
+"""What the router waits for in each lifecycle status: the market (`resting`: a trigger, a cancel or its
+expiry), quotes (`routing`), the venue (`submitted`), nothing."""
 
 EXPIRED = "expired"
 """How an expired swap's failure reason starts (the stage stays `execution`)."""
@@ -70,8 +81,10 @@ class Tracked(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the router remembers of one order between steps (and across restarts, via its state topic).
 
     `status` is the lifecycle status after the order's last event (`last_seq`); `phase` derives from it:
-    `routing` (waiting for a quote retry at `retry_at`), `submitted` (the swap is with `venue`, waiting for
-    its settlement; the venue refuses it after `valid_until`), `done` (terminal event written).
+    `resting` (a limit or sniper order waiting for the market until `expires_at`), `routing` (waiting for a
+    quote retry at `retry_at`; only to `venues` when a trigger named them), `submitted` (the swap is with
+    `venue`, waiting for its settlement; the venue refuses it after `valid_until`), `done` (terminal event
+    written). `cancel_refused`: a cancel came after the submit and was refused; later ones are ignored.
     """
 
     order_id: str
@@ -84,6 +97,9 @@ class Tracked(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     venue: str | None = None
     limit_price: float | None = None
     valid_until: float | None = None  # epoch seconds; None: submitted before deadlines existed
+    expires_at: float | None = None  # epoch seconds: a resting order's end
+    venues: tuple[str, ...] | None = None  # the venues a triggered order may route to; None: every one
+    cancel_refused: bool = False
 
     @property
     def phase(self) -> Phase:
@@ -104,10 +120,13 @@ Outcome = SwapStatus | Expiry
 
 
 class Step(msgspec.Struct, frozen=True, gc=False):
-    """The outcome of one step: events to append (in order) and the order's next memory."""
+    """The outcome of one step: events to append (in order) and the order's next memory. `rests`: the order
+    starts resting (True: its record goes to the resting topic) or stops (False: a tombstone); None: no
+    change."""
 
     events: list[AnyEvent]
     tracked: Tracked
+    rests: bool | None = None
 
     @property
     def submit(self) -> bool:
@@ -121,10 +140,22 @@ def event_id(order_id: str, seq: int) -> str:
     return str(uuid.uuid5(uuid.UUID(order_id), f"seq-{seq}"))
 
 
-E = TypeVar("E", OrderRouting, OrderBuilding, OrderSubmitted, OrderConfirmed, OrderFailed)
+E = TypeVar(
+    "E",
+    OrderOpened,
+    OrderTriggered,
+    OrderRouting,
+    OrderBuilding,
+    OrderSubmitted,
+    OrderConfirmed,
+    OrderFailed,
+    OrderExpired,
+    OrderCancelled,
+    OrderCancelRefused,
+)
 
 
-def _next(tracked: Tracked, kind: type[E], data: Payload, now: datetime) -> tuple[E, Tracked]:
+def advance(tracked: Tracked, kind: type[E], data: Payload, now: datetime) -> tuple[E, Tracked]:
     """The order's next event of `kind`, checked against the shared lifecycle table, and the memory after
     it. An illegal step raises `IllegalTransition` before anything is written."""
     seq = tracked.last_seq + 1
@@ -144,7 +175,8 @@ def _next(tracked: Tracked, kind: type[E], data: Payload, now: datetime) -> tupl
 
 
 def accept(request: OrderRequested, now: datetime) -> Step:
-    """A new order: the request's copy opens the order's stream (seq 1), then `routing` (seq 2)."""
+    """A new order: the request's copy opens the order's stream (seq 1), then `routing` (seq 2), or, for a
+    limit or sniper order, `open` (seq 2): it rests until the market fires it (`services.router.resting`)."""
     tracked = Tracked(
         order_id=request.order_id,
         status="pending",
@@ -152,8 +184,25 @@ def accept(request: OrderRequested, now: datetime) -> Step:
         last_event_id=request.event_id,
         request=request.data,
     )
-    routing, tracked = _next(tracked, OrderRouting, OrderRoutingData(attempt=1), now)
+    if request.data.resting:
+        opened, tracked = advance(tracked, OrderOpened, opened_data(request.data), now)
+        expires = request.data.expires_at
+        tracked = replace(tracked, expires_at=None if expires is None else expires.timestamp())
+        return Step([request, opened], tracked, rests=True)
+    routing, tracked = advance(tracked, OrderRouting, OrderRoutingData(attempt=1), now)
     return Step([request, routing], tracked)
+
+
+def opened_data(request: OrderRequestedData) -> OrderOpenedData:
+    if request.expires_at is None:
+        raise ValueError(f"a {request.order_type} order without expires_at")
+    return OrderOpenedData(
+        trigger="listing" if request.order_type == "sniper" else "price",
+        expires_at=request.expires_at,
+        limit_price=request.limit_price,
+        max_price=request.max_price,
+        min_liquidity=request.min_liquidity,
+    )
 
 
 def quoted(
@@ -184,8 +233,12 @@ def quoted(
         reason=decision.reason,
         attempts=tracked.attempts,
     )
-    building, tracked = _next(tracked, OrderBuilding, building_data, now)
-    limit = min_acceptable_price(chosen.price, side, tracked.request.slippage_bps)
+    building, tracked = advance(tracked, OrderBuilding, building_data, now)
+    # A limit or sniper order's bound is its own price: it never executes worse than that.
+    bound = tracked.request.price_bound
+    limit = (
+        bound if bound is not None else min_acceptable_price(chosen.price, side, tracked.request.slippage_bps)
+    )
     valid_until = now.timestamp() + deadline_s
     submitted_data = OrderSubmittedData(
         venue=decision.venue,
@@ -195,7 +248,7 @@ def quoted(
         slippage_bps=tracked.request.slippage_bps,
         valid_until=datetime.fromtimestamp(valid_until, UTC),
     )
-    submitted, tracked = _next(tracked, OrderSubmitted, submitted_data, now)
+    submitted, tracked = advance(tracked, OrderSubmitted, submitted_data, now)
     tracked = replace(
         tracked, venue=decision.venue, limit_price=limit, retry_at=None, valid_until=valid_until
     )
@@ -218,7 +271,7 @@ def settled(tracked: Tracked, status: SwapStatus, now: datetime) -> Step:
             amount_out=status.amount_out,
             client_order_id=status.client_order_id,
         )
-        event, tracked = _next(tracked, OrderConfirmed, data, now)
+        event, tracked = advance(tracked, OrderConfirmed, data, now)
         return Step([event], tracked)
     return fail(tracked, status.reason or "the venue reported the swap failed", "execution", now)
 
@@ -238,16 +291,19 @@ def expired(tracked: Tracked, why: str, now: datetime) -> Step:
     return fail(tracked, f"{EXPIRED}: {why}", "execution", now)
 
 
-def fail(tracked: Tracked, reason: str, stage: Literal["routing", "execution"], now: datetime) -> Step:
+def fail(
+    tracked: Tracked, reason: str, stage: Literal["routing", "execution", "trigger"], now: datetime
+) -> Step:
     data = OrderFailedData(
         reason=reason[:4096],
         stage=stage,
-        attempts=tracked.attempts,
+        attempts=tracked.attempts if stage != "trigger" else 0,
         venue=tracked.venue,
         client_order_id=tracked.order_id if stage == "execution" else None,
     )
-    event, tracked = _next(tracked, OrderFailed, data, now)
-    return Step([event], replace(tracked, retry_at=None))
+    was_resting = tracked.phase == "resting"
+    event, tracked = advance(tracked, OrderFailed, data, now)
+    return Step([event], replace(tracked, retry_at=None), rests=False if was_resting else None)
 
 
 def _quote(q: VenueQuote) -> Quote:

@@ -1,5 +1,6 @@
-"""The router's timers: quote retries when their backoff ends, status look-ups when they are due, the
-group's offsets of quiet partitions, and the venues' settlement feeds (reopened when they break)."""
+"""The router's timers: quote retries when their backoff ends, resting orders when they expire, status
+look-ups when they are due, the group's offsets of quiet partitions, and the venues' settlement feeds
+(reopened when they break)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ async def retries(
             due = worker.due_retries(time.time())
             if due:
                 spawn(requote(worker, due), f"requote-{worker.partition}")
+
+
+async def expiries(
+    partitions: Partitions,
+    expire: Callable[[PartitionWorker, list[Tracked]], Awaitable[None]],
+    spawn: Callable[[Awaitable[None], str], object],
+) -> None:
+    """Expire the resting orders whose `expires_at` came (checked at least every 0.25 s)."""
+    while True:
+        now = time.time()
+        pending = [t for w in partitions.workers.values() if (t := w.memory.next_expiry_at()) is not None]
+        await asyncio.sleep(min(max(min(pending) - now, 0.0), 0.25) if pending else 0.25)
+        for worker in list(partitions.workers.values()):
+            due = worker.memory.due_expiries(time.time())
+            if due:
+                spawn(expire(worker, due), f"expire-{worker.partition}")
 
 
 async def lookups(

@@ -1,5 +1,6 @@
 """What one partition's router keeps in memory: every unfinished order, a bounded cache of finished ones,
-the quote retries due, and when each submitted swap is looked up next. Pure: no I/O, times are passed in.
+the quote retries due, when each submitted swap is looked up next, and when each resting order expires.
+Pure: no I/O, times are passed in.
 
 Unfinished orders are never forgotten (the router owes each one a terminal event). Finished ones are only a
 cache in front of the durable record of admitted order ids (`services.router.admission`): the oldest are
@@ -22,6 +23,7 @@ class OrderMemory:
         self.done: OrderedDict[str, None] = OrderedDict()  # recently finished, oldest first
         self.done_capacity = done_capacity
         self.retries: list[tuple[float, str]] = []  # (retry_at, order_id) heap; stale entries skipped
+        self.expiries: list[tuple[float, str]] = []  # (expires_at, order_id) heap of resting orders; ditto
         self.look_at: dict[str, float] = {}  # submitted order id -> epoch s of its next status lookup
         self.submitting: set[str] = set()  # orders with a submit loop running (not looked up meanwhile)
 
@@ -36,9 +38,12 @@ class OrderMemory:
         if tracked.phase == "done":
             self.finished(order_id)
             return
+        before = self.active.get(order_id)
         self.active[order_id] = tracked
         if tracked.phase == "routing" and tracked.retry_at is not None:
             heapq.heappush(self.retries, (tracked.retry_at, order_id))
+        elif tracked.phase == "resting" and tracked.expires_at is not None and before is None:
+            heapq.heappush(self.expiries, (tracked.expires_at, order_id))
 
     def finished(self, order_id: str) -> None:
         """The order's terminal event is committed (or was, as the state topic says)."""
@@ -68,6 +73,20 @@ class OrderMemory:
 
     def next_retry_at(self) -> float | None:
         return self.retries[0][0] if self.retries else None
+
+    # -- expiries of resting orders -------------------------------------------------------------------------
+    def due_expiries(self, now: float) -> list[Tracked]:
+        """Resting orders whose `expires_at` has come (taken off the heap: the caller expires them)."""
+        due = []
+        while self.expiries and self.expiries[0][0] <= now:
+            _, order_id = heapq.heappop(self.expiries)
+            tracked = self.active.get(order_id)
+            if tracked is not None and tracked.phase == "resting":
+                due.append(tracked)
+        return due
+
+    def next_expiry_at(self) -> float | None:
+        return self.expiries[0][0] if self.expiries else None
 
     # -- status lookups of submitted swaps ------------------------------------------------------------------
     def look_later(self, order_id: str, at: float) -> None:

@@ -32,20 +32,23 @@ class Quoter:
         ]
 
     async def quotes(self, tracked: Tracked) -> tuple[list[VenueQuote], list[str]]:
+        """Every venue's quote, or only those of the venues a trigger named (`tracked.venues`)."""
         req = tracked.request
         timeout = self.options.quote_timeout_s
+        names = [n for n in self.venues if tracked.venues is None or n in tracked.venues]
         results = await asyncio.gather(
             *(
                 asyncio.wait_for(
-                    venue.quote(req.base_token, req.quote_token, req.side, req.amount_in), timeout
+                    self.venues[name].quote(req.base_token, req.quote_token, req.side, req.amount_in),
+                    timeout,
                 )
-                for venue in self.venues.values()
+                for name in names
             ),
             return_exceptions=True,
         )
         quotes: list[VenueQuote] = []
         errors: list[str] = []
-        for name, result in zip(self.venues, results, strict=True):
+        for name, result in zip(names, results, strict=True):
             if isinstance(result, VenueQuote):
                 quotes.append(result)
             elif isinstance(result, TimeoutError):

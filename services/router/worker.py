@@ -33,13 +33,16 @@ from datetime import UTC, datetime
 
 from aiokafka.structs import TopicPartition
 
-from events.codec import EventDecodeError, decode, encode, headers_for, key_for
+from events.codec import EventDecodeError, encode, headers_for, key_for
+from events.commands import AnyCommand, decode_intake
 from events.envelope import Event
+from events.resting import encode_resting
 from events.topics import Topics, dead_letter_headers
-from events.types import OrderRequested
+from events.types import OrderOpened, OrderRequested
 from services.metrics import router as router_metrics
 from services.router.flow import Outcome, Step, Tracked
 from services.router.memory import OrderMemory
+from services.router.resting import resting_record
 from services.router.statestore import POSITION_KEY, encode_position, encode_tracked
 from services.router.txn import TxnProducer
 
@@ -64,13 +67,24 @@ class Outbox:
     events: list[Event] = field(default_factory=list)
     states: list[Tracked] = field(default_factory=list)
     dead: list[tuple[Record, str]] = field(default_factory=list)
+    resting: list[tuple[str, bytes | None]] = field(default_factory=list)  # order id, record or tombstone
 
     def add(self, step: Step) -> None:
         self.events.extend(step.events)
         self.states.append(step.tracked)
+        self.rest(step)
+
+    def rest(self, step: Step) -> None:
+        """The resting topic's change, if the step starts or ends the order's rest."""
+        if step.rests is True:
+            opened = next(e for e in step.events if isinstance(e, OrderOpened))
+            record = resting_record(step.tracked, opened.occurred_at)
+            self.resting.append((step.tracked.order_id, encode_resting(record)))
+        elif step.rests is False:
+            self.resting.append((step.tracked.order_id, None))
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.states or self.dead)
+        return bool(self.events or self.states or self.dead or self.resting)
 
 
 @dataclass
@@ -80,6 +94,7 @@ class Intake:
     records: Sequence[Record]
     out: Outbox = field(default_factory=Outbox)
     new: list[tuple[Record, OrderRequested]] = field(default_factory=list)  # not in memory: admit first
+    commands: list[tuple[Record, AnyCommand]] = field(default_factory=list)  # cancels, triggers: in order
     duplicates: int = 0  # requests for orders this partition remembers
 
 
@@ -136,19 +151,23 @@ class PartitionWorker:
     # -- intake ---------------------------------------------------------------------------------------------
     def sort(self, records: Sequence[Record]) -> Intake:
         """Decode a batch of intake records: records below the position were processed before, duplicates
-        of an order in memory are dropped, undecodable records go to the dead letters; the rest are new
-        requests, to be admitted durably before they start."""
+        of an order in memory are dropped, undecodable records go to the dead letters; commands (cancels,
+        triggers) are kept in order for their orders; the rest are new requests, to be admitted durably
+        before they start."""
         intake = Intake(records)
         seen: set[str] = set()
         for record in records:
             if record.offset < self.next_offset:
                 continue  # processed before (a restart read from the group's older offset): its output exists
             try:
-                event = decode(record.value or b"")
+                event = decode_intake(record.value or b"")
             except EventDecodeError as exc:
                 intake.out.dead.append((record, f"{type(exc).__name__}: {exc.reason}"))
                 continue
-            if not isinstance(event, OrderRequested) or event.seq != 1:
+            if not isinstance(event, OrderRequested):
+                intake.commands.append((record, event))
+                continue
+            if event.seq != 1:
                 intake.out.dead.append(
                     (record, f"unexpected on the intake topic: {event.type} seq {event.seq}")
                 )
@@ -222,6 +241,13 @@ class PartitionWorker:
                 sends.append(
                     await producer.send(
                         self.state_topic, encode_tracked(tracked), key=key, partition=self.partition
+                    )
+                )
+            for order_id, value in out.resting:
+                # Pinned like the state: a tombstone lands in the partition of the record it removes.
+                sends.append(
+                    await producer.send(
+                        self.topics.resting, value, key=order_id.encode(), partition=self.partition
                     )
                 )
             for record, reason in out.dead:

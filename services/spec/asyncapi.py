@@ -74,7 +74,7 @@ def document(
         cls = EVENT_TYPES[name]
         return {
             "name": name,
-            "title": f"{name} (schema_version {SCHEMA_VERSION[name]}) → {STATUS[name]}",
+            "title": f"{name} (schema_version {SCHEMA_VERSION[name]}) → {STATUS.get(name, 'status unchanged')}",
             "summary": _doc(cls).splitlines()[0],
             "contentType": "application/json",
             "headers": {
@@ -93,7 +93,7 @@ def document(
     def frame_message(name: str) -> dict[str, Any]:
         return {
             "name": f"{name}Frame",
-            "title": f"{STATUS[name]} frame ({name})",
+            "title": f"{STATUS.get(name, 'status unchanged')} frame ({name})",
             "summary": f"the frame of an {name} event: the seed's orderId, status, data, ts plus seq",
             "contentType": "application/json",
             "payload": _schema_ref(frames.EVENT_FRAMES[name]),
@@ -156,7 +156,9 @@ def document(
                 else (int(value) if value.lstrip("-").isdigit() else value)
             )
         kafka: dict[str, Any] = {"topic": name, "partitions": spec.partitions}
-        if spec.replication_factor is not None:  # None: as the cluster allows, min(3, brokers) (decision 0011)
+        if (
+            spec.replication_factor is not None
+        ):  # None: as the cluster allows, min(3, brokers) (decision 0011)
             kafka["replicas"] = spec.replication_factor
         kafka |= {"topicConfiguration": config, "bindingVersion": KAFKA_BINDING}
         return {

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from events.types import EVENT_TYPES, STATUS
-from services.spec.wire import Instant, Side
+from services.spec.wire import Instant, Side, Status
 
 
 class QuoteFrame(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -36,10 +36,14 @@ class OrderFrame(msgspec.Struct, rename="camel", omit_defaults=True, forbid_unkn
     quote_token: str
     side: Side
     amount_in: float
-    slippage_bps: int
     status: Literal["pending"]
     created_at: Instant
+    slippage_bps: int | None = None  # market orders (a resting order's bound is its own price)
     idempotency_key: str | None = None
+    limit_price: float | None = None
+    max_price: float | None = None
+    min_liquidity: float | None = None
+    expires_at: Instant | None = None
 
 
 class PendingData(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -82,6 +86,44 @@ class FailedData(msgspec.Struct, rename="camel", omit_defaults=True, forbid_unkn
     selected_dex: str | None = None
 
 
+class OpenedData(msgspec.Struct, rename="camel", omit_defaults=True, forbid_unknown_fields=True, frozen=True):
+    trigger: Literal["price", "listing"]
+    expires_at: Instant
+    limit_price: float | None = None
+    max_price: float | None = None
+    min_liquidity: float | None = None
+
+
+class TriggeredData(
+    msgspec.Struct, rename="camel", omit_defaults=True, forbid_unknown_fields=True, frozen=True
+):
+    trigger: Literal["price", "listing"]
+    selected_dex: str
+    trigger_price: float
+    limit_price: float
+    venues: list[str]
+    market_event_id: str
+    market_at: Instant
+    liquidity: float | None = None
+
+
+class ExpiredData(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    error: str
+    expires_at: Instant
+
+
+class CancelledData(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    request_id: str
+    requested_at: Instant
+    from_status: str
+
+
+class CancelRefusedData(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    request_id: str
+    requested_at: Instant
+    cancel_refused: Literal["submitted"]
+
+
 DATA: dict[str, type] = {
     "OrderRequested": PendingData,
     "OrderRouting": RoutingData,
@@ -89,6 +131,11 @@ DATA: dict[str, type] = {
     "OrderSubmitted": SubmittedData,
     "OrderConfirmed": ConfirmedData,
     "OrderFailed": FailedData,
+    "OrderOpened": OpenedData,
+    "OrderTriggered": TriggeredData,
+    "OrderExpired": ExpiredData,
+    "OrderCancelled": CancelledData,
+    "OrderCancelRefused": CancelRefusedData,
 }
 """Event type -> the type of its frame's `data`."""
 
@@ -97,7 +144,8 @@ def _event_frame(name: str) -> type:
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
         ("orderId", str),
         ("seq", int),
-        ("status", Literal[STATUS[name]]),  # type: ignore[valid-type]
+        # A refused cancel keeps the order's status, whatever it is: the frame carries that one.
+        ("status", Literal[STATUS[name]] if name in STATUS else Status),  # type: ignore[valid-type]
         ("ts", int),
         ("occurredAt", Instant),
         ("data", DATA[name]),

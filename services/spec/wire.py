@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 Side = Literal["buy", "sell"]
-Status = Literal["pending", "routing", "building", "submitted", "confirmed", "failed"]
+Status = Literal[
+    "pending", "open", "triggered", "routing", "building", "submitted", "confirmed", "failed", "expired",
+    "cancelled",
+]  # fmt: skip
 Uuid = Annotated[str, msgspec.Meta(description="a lower-case UUID", extra_json_schema={"format": "uuid"})]
 Instant = Annotated[str, msgspec.Meta(description="RFC 3339, UTC, milliseconds, 'Z'")]
 Amount = Annotated[float, msgspec.Meta(gt=0, description="finite, > 0")]
@@ -36,15 +39,28 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
 
 class OrderRequest(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
-    """`POST /api/orders/execute`: a market order (the seed's body). Tokens are the configured ones
-    (`OEE_TOKENS`, default SOL, USDC, ETH, USDT), upper case; `side` lower case."""
+    """`POST /api/orders/execute`. `type` market (the default: the seed's body exactly), limit (`limitPrice`,
+    optional `expiresAt`) or sniper (`baseToken` is the token to buy, listed or not yet; `maxPrice`,
+    `minLiquidity`, optional `expiresAt`; `side` buy). Tokens are the configured ones (`OEE_TOKENS`, default
+    SOL, USDC, ETH, USDT; a sniper's base any 2..16 upper-case letters or digits), upper case; `side` lower
+    case. A field of another type's is a 400 naming it; a resting order rests at most INGRESS_MAX_RESTING_S."""
 
     base_token: Annotated[str, msgspec.Meta(min_length=1, examples=["SOL"])]
     quote_token: Annotated[str, msgspec.Meta(min_length=1, examples=["USDC"])]
-    side: Side
     amount_in: Amount
-    slippage_bps: Bps | None = 100
-    type: Literal["market"] | None = "market"
+    side: Side | None = None
+    slippage_bps: Annotated[Bps, msgspec.Meta(description="market orders only (default 100)")] | None = None
+    type: Literal["market", "limit", "sniper"] | None = "market"
+    limit_price: (
+        Annotated[Amount, msgspec.Meta(description="limit: quote per base, the worst price")] | None
+    ) = None
+    max_price: Annotated[Amount, msgspec.Meta(description="sniper: the highest price to pay")] | None = None
+    min_liquidity: (
+        Annotated[Amount, msgspec.Meta(description="sniper: the pool's least quote reserve")] | None
+    ) = None
+    expires_at: (
+        Annotated[Instant, msgspec.Meta(description="limit, sniper: when it stops resting")] | None
+    ) = None
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -62,6 +78,17 @@ class OrderAccepted(msgspec.Struct, frozen=True, rename="camel"):
     status: Literal["pending"]
     ws_url: str
     position: Position
+
+
+class CancelAccepted(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
+    """202 to `DELETE /api/orders/{orderId}`: `cancel` is `requested` (the owner answers in the log) or says
+    there is nothing to cancel (the order ended: `status`)."""
+
+    order_id: Uuid
+    status: str
+    cancel: str
+    request_id: str | None = None
+    position: Position | None = None
 
 
 class QuoteView(msgspec.Struct, frozen=True, rename="camel"):
@@ -111,6 +138,13 @@ class Order(msgspec.Struct, frozen=True, rename="camel"):
     created_at: Instant
     updated_at: Instant
     last_seq: int
+    limit_price: float | None = None
+    max_price: float | None = None
+    min_liquidity: float | None = None
+    expires_at: Instant | None = None
+    trigger_price: float | None = None
+    trigger_venue: str | None = None
+    triggered_at: Instant | None = None
     projection: Freshness | None = None
 
 

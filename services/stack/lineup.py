@@ -23,6 +23,7 @@ class Service:
 SERVICES: tuple[Service, ...] = (
     Service("venue", "VENUE_PORT", venue_secret=True),
     Service("router", venue_secret=True),
+    Service("triggers"),  # limit and sniper orders' trigger engine (market data -> trigger requests)
     Service("projector"),
     Service("api", "PORT"),
 )

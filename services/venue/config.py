@@ -41,6 +41,11 @@ VENUE_ENV_VARS: dict[str, tuple[str, str]] = {
     "VENUE_PORT": ("3100", "port of the venue server"),
     "VENUE_URL": ("", "where routers reach the venue server; unset: venues run inside the router"),
     "VENUE_TIMEOUT_MS": ("2000", "HTTP venue client timeout per call"),
+    "VENUE_TICK_MS": ("1000", "every pool takes a step of its random walk this often (0: only when read)"),
+    "VENUE_MARKET_DATA_MS": (
+        "100",
+        "market data: each pool's latest state is published at most once per this window (0: none)",
+    ),
     "VENUE_SECRET": (
         "",
         "shared secret: the venue server requires 'Authorization: Bearer <it>', routers send it; "
@@ -66,6 +71,8 @@ class VenueConfig:
     url: str
     timeout_s: float
     secret: str = field(default="", repr=False)  # never in a log line
+    tick_s: float = 1.0
+    market_window_s: float = 0.1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> VenueConfig:
@@ -87,6 +94,8 @@ class VenueConfig:
             url=_get(env, "VENUE_URL").rstrip("/"),
             timeout_s=_range_ms(env, "VENUE_TIMEOUT_MS", single=True)[0],
             secret=_secret(env, "VENUE_SECRET"),
+            tick_s=_range_ms(env, "VENUE_TICK_MS", single=True)[0],
+            market_window_s=_range_ms(env, "VENUE_MARKET_DATA_MS", single=True)[0],
         )
 
     def check_exposure(self) -> None:

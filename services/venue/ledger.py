@@ -111,6 +111,8 @@ class Ledger:
         self._settlements: Counter[str] = Counter()
         # Per pool, the state the last confirmed swap in the journal left it in, and when.
         self.pool_states: dict[tuple[str, str], tuple[PoolState, datetime]] = {}
+        # Pools listed after the venue started (an admin's listing), in journal order, with when.
+        self.listings: dict[tuple[str, str], tuple[PoolState, datetime]] = {}
         self._journal: Journal | None = None
         self._closed = False
         if journal is not None:
@@ -168,6 +170,22 @@ class Ledger:
             lambda: b"".join(_line("settle", s.status(), pool=s.pool) for s in settlements), apply
         )
 
+    def list_pool(
+        self, state: PoolState, at: datetime, on_durable: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """Journal a new pool's listing, then remember it and call `on_durable()`: a restarted venue lists it
+        again before it restores the pools' states."""
+        key = (state.token_a, state.token_b)
+        if key in self.listings:
+            raise KeyError(f"{state.token_a}/{state.token_b} is listed already")
+
+        def apply() -> None:
+            self.listings[key] = (state, at)
+            if on_durable is not None:
+                on_durable()
+
+        return self._commit(lambda: _line("list", state, at=at.isoformat()), apply)
+
     def entries(self, client_order_id: str) -> int:
         return self._entries[client_order_id]
 
@@ -216,6 +234,10 @@ class Ledger:
                     self._replay_accept(from_json(SubmitReceipt, data))
                 elif op == "settle":
                     self._replay_settle(from_json(SwapStatus, data), line.get("pool"))
+                elif op == "list":
+                    state = from_json(PoolState, data)
+                    at = datetime.fromisoformat(line["at"])
+                    self.listings.setdefault((state.token_a, state.token_b), (state, at))
                 else:
                     raise ValueError(f"unknown op {op!r}")
             except (ValueError, KeyError, TypeError, AttributeError) as exc:

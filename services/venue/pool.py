@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
+from events.market import swap_out
+
 from .interface import Side
 
 # USD reference prices; cross rates (SOL/ETH, USDC/SOL, ...) are derived from them.
@@ -110,10 +112,11 @@ class Pool:
         if not (math.isfinite(amount_in) and amount_in > 0):
             raise ValueError(f"amount_in must be a positive number, got {amount_in!r}")
         r_base, r_quote = self._reserves(base, quote)
-        r_in, r_out = (r_base, r_quote) if side == "sell" else (r_quote, r_base)
+        r_in = r_base if side == "sell" else r_quote
         fee_bps = self.fee_bps
         net_in = amount_in * (1.0 - fee_bps / 1e4)
-        amount_out = r_out * net_in / (r_in + net_in)
+        # The market-data contract's formula: what a reader of a published pool state computes is this quote.
+        amount_out = swap_out(r_base, r_quote, fee_bps, side, amount_in)
         price = amount_out / amount_in if side == "sell" else amount_in / amount_out
         # Out-per-in rate lost to size alone: 1 - (out / net_in) / (r_out / r_in) = net_in / (r_in + net_in).
         impact_bps = net_in / (r_in + net_in) * 1e4
@@ -198,6 +201,11 @@ class PoolBook:
             self._touched[key] = now
         return pool
 
+    def peek(self, base: str, quote: str) -> Pool:
+        """The pool as it was last moved, without drifting it (no random draw): what a swap left."""
+        key = (base, quote) if base < quote else (quote, base)
+        return self._pools[key]
+
     def restore(self, state: PoolState, touched: float | None = None) -> bool:
         """Set a pool's reserves (False if this book does not list the pair). With `touched`, the pool
         drifts from that time on its next read: a restarted venue's pools move over its downtime."""
@@ -215,3 +223,16 @@ class PoolBook:
 
     def pairs(self) -> list[tuple[str, str]]:
         return list(self._pools)
+
+    def add(self, state: PoolState, now: float) -> Pool:
+        """List a new pool at `state` (its price then is the reference its walk reverts to); ValueError if the
+        pair is listed already. A listing journaled before a restart is added again the same way."""
+        a, b = state.token_a, state.token_b
+        if not a < b:
+            raise ValueError(f"a pool's tokens are in order: {a}/{b}")
+        if (a, b) in self._pools:
+            raise ValueError(f"{a}/{b} is listed already")
+        pool = Pool(a, b, state.reserve_a, state.reserve_b, self.spec)
+        self._pools[(a, b)] = pool
+        self._touched[(a, b)] = now
+        return pool

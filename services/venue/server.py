@@ -11,9 +11,14 @@ a submit while the venue keeps its ledger, and the restarted router reconciles b
     POST /venues/{name}/quote:batch           {requests: [quote body, ...]}          -> {results: [item]}
     POST /venues/{name}/submit:batch          {requests: [submit body, ...]}         -> {results: [item]}
     POST /venues/{name}/swaps:batch-status    {client_order_ids: [...]}              -> {swaps: [SwapStatus]}
+    POST /venues/{name}/pools                 {base, quote, base_reserve, quote_reserve} -> 201 the new pool
+                                              (an operator listing a token or pair: behind VENUE_SECRET)
     GET  /venues/{name}/settlements           NDJSON stream: one SwapStatus per line as swaps settle
     GET  /venues/{name}/ledger                (inspection for tests: size, pending, max entries per id)
     GET  /health
+
+Market data (pool states after walk steps, swaps and listings) goes to the market-data topic when the
+app is given a sink (`oee venue` gives it the broker's), never over HTTP: see `services.venue.market`.
 
 The settlement feed spares a router from polling thousands of pending swaps. It is a convenience, not a
 record: a settlement made while nobody listens (a router restarting, a feed that fell behind and was cut)
@@ -55,6 +60,7 @@ from services.metrics import venue as venue_metrics
 
 from . import wire
 from .access import BodyTooLarge, VenueAccess
+from .clock import SystemClock
 from .config import VenueConfig, build_venues
 from .interface import (
     SubmitConflict,
@@ -67,6 +73,7 @@ from .interface import (
     VenueRejected,
     VenueUnavailable,
 )
+from .market import MarketFeed, MarketSink, run_market
 from .simulator import SimulatedVenue
 
 log = logging.getLogger(__name__)
@@ -107,10 +114,16 @@ def create_app(
     config: VenueConfig | None = None,
     tokens: Iterable[str] = ("SOL", "USDC", "ETH", "USDT"),
     secret: str | None = None,
+    market: MarketSink | None = None,
+    tick_s: float | None = None,
+    market_window_s: float | None = None,
 ) -> Starlette:
     """An app serving `venues` (owned by the caller), or venues built from `config` at startup (owned).
     `secret` (default: the config's, none for caller-owned venues) is the bearer token every route but
-    `/health` requires; empty: open."""
+    `/health` requires; empty: open. With a `market` sink, the simulated venues' pool states are published
+    to it: their walk stepped every `tick_s`, coalesced per `market_window_s` (defaults: the config's)."""
+    tick = tick_s if tick_s is not None else (config.tick_s if config is not None else 1.0)
+    window = market_window_s if market_window_s is not None else (config.market_window_s if config else 0.1)
     if venues is None and config is None:
         config = VenueConfig.from_env()
     if secret is None:
@@ -126,15 +139,22 @@ def create_app(
             app.state.venues = build_venues(config, tokens)
         if owned:
             _count_settlements(app.state.venues)
-        for venue in app.state.venues.values():
-            if isinstance(venue, SimulatedVenue):
-                venue.start()
-                log.info(
-                    "venue %s up (seed %s, %d swaps in ledger)", venue.name, venue.seed, len(venue.ledger)
-                )
+        sims = [v for v in app.state.venues.values() if isinstance(v, SimulatedVenue)]
+        for venue in sims:
+            venue.start()
+            log.info("venue %s up (seed %s, %d swaps in ledger)", venue.name, venue.seed, len(venue.ledger))
+        stop_market = None
+        if market is not None and window > 0 and sims:
+            await market.start()
+            seed = sims[0].seed
+            stop_market = await run_market(sims, MarketFeed(market, window, seed), SystemClock(), tick)
+            log.info("market data: walk every %.3g s, published per %.3g s window", tick, window)
         try:
             yield
         finally:
+            if stop_market is not None:
+                await stop_market()
+                await market.stop()  # type: ignore[union-attr]  # set with stop_market
             if owned:
                 for venue in app.state.venues.values():
                     await venue.aclose()
@@ -149,6 +169,7 @@ def create_app(
         Route("/venues/{name}/quote:batch", quote_batch, methods=["POST"]),
         Route("/venues/{name}/submit:batch", submit_batch, methods=["POST"]),
         Route("/venues/{name}/swaps:batch-status", batch_status, methods=["POST"]),
+        Route("/venues/{name}/pools", list_pool, methods=["POST"]),
         Route("/venues/{name}/swaps/{client_order_id}", status),
         Route("/venues/{name}/settlements", settlements),
         Route("/venues/{name}/ledger", ledger),
@@ -224,6 +245,20 @@ def _requests(body: dict[str, Any]) -> list[Any]:
     if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
         raise wire.BadRequest(f"requests must be a list of 1 to {MAX_BATCH} request bodies")
     return items
+
+
+async def list_pool(request: Request) -> Response:
+    """An operator lists a new pool (a token launch, for snipers): 201 with the pool's first state."""
+    venue, body = _venue(request), await _body(request)
+    if not isinstance(venue, SimulatedVenue):
+        raise UnknownVenue(f"{venue.name} cannot list pools")
+    state = await venue.list_pool(
+        wire.text(body, "base"),
+        wire.text(body, "quote"),
+        wire.number(body, "base_reserve"),
+        wire.number(body, "quote_reserve"),
+    )
+    return JSONResponse(state, status_code=201)
 
 
 async def status(request: Request) -> Response:
@@ -350,7 +385,12 @@ def main() -> None:
         log.warning(
             "VENUE_SECRET unset: the venue answers anyone who reaches %s:%d", config.host, config.port
         )
-    app = create_app(config=config, tokens=settings.tokens)
+    from events.topics import Topics
+
+    from .market import KafkaMarketSink
+
+    sink = KafkaMarketSink(settings.bootstrap_servers, Topics.with_prefix(settings.topic_prefix).market_data)
+    app = create_app(config=config, tokens=settings.tokens, market=sink)
     uvicorn.run(
         app,
         host=config.host,

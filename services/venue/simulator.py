@@ -29,8 +29,14 @@ import asyncio
 import logging
 import math
 import random
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+
+from events.envelope import TOKEN_PATTERN
+from events.market import Cause
+from events.market import PoolState as MarketPool
 
 from .clock import Clock, SystemClock
 from .interface import (
@@ -47,7 +53,7 @@ from .interface import (
 )
 from .journal import JournalError
 from .ledger import Ledger, Settlement, SwapRecord, tx_hash
-from .pool import REFERENCE_USD, Pool, PoolBook, PoolSpec
+from .pool import REFERENCE_USD, Pool, PoolBook, PoolSpec, PoolState
 from .registry import ClientOrderIds
 from .timers import DueQueue
 
@@ -61,6 +67,22 @@ VENUE_ERRORS = (
     "pool account write lock contention",
 )
 EXPIRED = "expired: valid_until passed before the swap executed"
+_TOKEN = re.compile(TOKEN_PATTERN)
+MAX_RESERVE = 1e18  # a listing's reserves: finite, positive, and small enough that k = a * b stays finite
+MAX_POOLS = 1_000  # pools one venue lists: every pool is walked and published each tick
+
+
+@dataclass(frozen=True, slots=True)
+class PoolChange:
+    """A pool's state after it moved (`walk`, `swap`) or appeared (`listing`): what the market feed
+    publishes (`services.venue.market`), with the fee in force and when it happened."""
+
+    venue: str
+    pool: MarketPool
+    cause: Cause
+    at: datetime
+
+
 SETTLE_RETRY_S = 1.0  # a settlement batch the journal could not write is priced again after this
 MAX_ACCEPTING = 50_000  # acceptances waiting for the journal; beyond, submits are not accepted (503)
 
@@ -87,6 +109,7 @@ class SimulatedVenue:
         ledger: Ledger | None = None,
         order_ids: ClientOrderIds | None = None,
         max_accepting: int = MAX_ACCEPTING,
+        max_pools: int = MAX_POOLS,
     ) -> None:
         self.name = name
         self.seed = random.SystemRandom().randrange(1 << 63) if seed is None else seed
@@ -108,9 +131,12 @@ class SimulatedVenue:
         # Shared with the other venues of the chain by `build_venues`; a venue built alone has its own.
         self.order_ids = order_ids if order_ids is not None else ClientOrderIds()
         self.max_accepting = max_accepting
+        self.max_pools = max_pools
         self._accepting: dict[str, asyncio.Future[SwapRecord]] = {}  # being journaled, not yet accepted
         self._due = DueQueue(self._clock, self._settle_due, name=f"venue-{name}-settlement")
         self._listeners: list[Callable[[SwapStatus], None]] = []
+        self._market: list[Callable[[PoolChange], None]] = []
+        self._listing: set[tuple[str, str]] = set()  # listings being journaled
         self._waiters: dict[str, list[asyncio.Future[SwapStatus]]] = {}
         self._closed = False
         self._resume()
@@ -199,6 +225,79 @@ class SimulatedVenue:
         """Call `callback(status)` at every settlement (in the event loop); returns an unsubscriber."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
+
+    def on_market(self, callback: Callable[[PoolChange], None]) -> Callable[[], None]:
+        """Call `callback(change)` whenever a pool moves or is listed (in the event loop); returns an
+        unsubscriber. Swaps report the pools they moved once the settlement batch is durable."""
+        self._market.append(callback)
+        return lambda: self._market.remove(callback)
+
+    def step_walk(self) -> int:
+        """Move every pool along its random walk to now and report each (the market ticker calls this every
+        `VENUE_TICK_MS`). With a seeded venue and the same sequence of calls and times, the same prices."""
+        now, at = self._clock.now(), self._clock.utcnow()
+        pairs = self.pools.pairs()
+        for a, b in pairs:
+            self._announce(self.pools.pool(a, b, now), "walk", at)
+        return len(pairs)
+
+    async def list_pool(self, base: str, quote: str, base_reserve: float, quote_reserve: float) -> PoolState:
+        """List a new pool (a new token, or a new pair of known ones) holding these reserves; its price,
+        quote per base, is `quote_reserve / base_reserve`. Journaled before it exists; then quoted, traded
+        and published like any pool. `VenueRejected` for a bad listing or a pair listed already."""
+        for field, token in (("base", base), ("quote", quote)):
+            if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+                raise VenueRejected(self.name, f"{field} must be 2 to 16 upper-case letters or digits")
+        for field, amount in (("base_reserve", base_reserve), ("quote_reserve", quote_reserve)):
+            if not (math.isfinite(amount) and 0 < amount <= MAX_RESERVE):
+                raise VenueRejected(self.name, f"{field} must be a positive number up to {MAX_RESERVE:g}")
+        if base == quote:
+            raise VenueRejected(self.name, "base and quote must differ")
+        a, b = sorted((base, quote))
+        if self.pools.lists(a, b) or (a, b) in self._listing:
+            raise VenueRejected(self.name, f"{a}/{b} is listed already")
+        if len(self.pools.pairs()) + len(self._listing) >= self.max_pools:
+            raise VenueRejected(self.name, f"{self.max_pools} pools listed already: no more on this venue")
+        ra, rb = (base_reserve, quote_reserve) if a == base else (quote_reserve, base_reserve)
+        state = PoolState(a, b, float(ra), float(rb))
+        at = self._clock.utcnow()
+
+        def listed() -> None:
+            pool = self.pools.add(state, self._clock.now())
+            self._announce(pool, "listing", at)
+
+        self._listing.add((a, b))
+        try:
+            await self.ledger.list_pool(state, at, on_durable=listed)
+        except JournalError as exc:
+            raise VenueUnavailable(self.name, f"{exc}: not listed") from None
+        finally:
+            self._listing.discard((a, b))
+        log.info(
+            "%s listed %s/%s at %.8g %s per %s", self.name, a, b, quote_reserve / base_reserve, quote, base
+        )
+        return state
+
+    def _announce(self, pool: Pool, cause: Cause, at: datetime) -> None:
+        if not self._market:
+            return
+        change = PoolChange(
+            self.name,
+            MarketPool(
+                token_a=pool.token_a,
+                token_b=pool.token_b,
+                reserve_a=pool.reserve_a,
+                reserve_b=pool.reserve_b,
+                fee_bps=pool.fee_bps,
+            ),
+            cause,
+            at,
+        )
+        for callback in list(self._market):
+            try:
+                callback(change)
+            except Exception:
+                log.exception("market callback failed for %s %s", self.name, change.pool.pair)
 
     async def wait_settled(self, client_order_id: str) -> SwapStatus:
         """Wait for an accepted swap's terminal status (KeyError if never accepted)."""
@@ -308,6 +407,13 @@ class SimulatedVenue:
         """After a replay: claim the journal's ids, resume pricing where its swaps left the pools (drifted
         over the downtime), and settle the swaps still pending as soon as the venue runs."""
         now, wall = self._clock.now(), self._clock.utcnow()
+        for listed, at in self.ledger.listings.values():
+            if self.pools.lists(listed.token_a, listed.token_b):
+                log.warning(
+                    "%s: journaled listing %s/%s is listed anyway", self.name, listed.token_a, listed.token_b
+                )
+                continue
+            self.pools.add(listed, now - max(0.0, (wall - at).total_seconds()))
         for state, at in self.ledger.pool_states.values():
             if not self.pools.restore(state, touched=now - max(0.0, (wall - at).total_seconds())):
                 log.warning(
@@ -379,6 +485,10 @@ class SimulatedVenue:
         """The batch is durable: move the real pools to where it left them, then tell everyone."""
         for pool in moved:
             self.pools.restore(pool.state())
+        if self._market:
+            at = self._clock.utcnow()
+            for key in dict.fromkeys((p.token_a, p.token_b) for p in moved):  # each moved pool once
+                self._announce(self.pools.peek(*key), "swap", at)
         for s in batch:
             status = s.record.status()
             for callback in list(self._listeners):

@@ -71,7 +71,8 @@ async def system(
         "router", settings, tmp_path, dict(env, VENUE_URL=f"http://127.0.0.1:{venue_port}")
     ).start()
     ingress = service("api", settings, tmp_path, {"PORT": str(api_port), **api_env}).start()
-    procs = [venue, router, ingress]
+    projector = service("projector", settings, tmp_path, {"PROJECTOR_METRICS_PORT": "0"}).start()
+    procs = [venue, router, ingress, projector]
     try:
         await wait_http(f"http://127.0.0.1:{venue_port}/health", venue)
         await wait_log(router, "partition assigned", count=3)
@@ -140,6 +141,39 @@ async def test_a_person_submits_an_order_and_watches_it_confirm(
     assert tx_hash == confirmed.data.tx_hash  # type: ignore[attr-defined]
     assert venue == confirmed.data.venue  # type: ignore[attr-defined]
     assert len(screenshot) > 10_000
+
+
+async def test_a_person_places_a_limit_order_sees_it_resting_and_cancels_it(api: Api, page: Page) -> None:
+    await page.goto(api.url + "/")
+    await page.select_option("#type", "limit")
+    await expect(page.locator("#slippageBps")).to_be_hidden()
+    await page.select_option("#side", "sell")
+    await page.fill("#amountIn", "1")
+    await page.fill("#limitPrice", "1000")  # far above the market: it rests
+    await page.click("#submit")
+    card = page.locator("article.order").first
+    await expect(card.locator(".order-status")).to_have_text("open", timeout=60_000)
+    order_id = await card.get_attribute("data-order-id")
+    assert order_id
+    await expect(card.locator(".limit")).to_have_text("1,000")
+    row = page.locator(f"#resting-orders tr[data-order-id='{order_id}']")
+    for _ in range(100):  # the resting list reads the projection: it shows the order once projected
+        if await row.count():
+            break
+        await page.click("#refresh-resting")
+        await page.wait_for_timeout(100)
+    await expect(row).to_have_count(1)
+    await row.locator("button.cancel-resting").click()
+    await expect(card.locator(".order-status")).to_have_text("cancelled", timeout=30_000)
+    statuses = await card.locator(".timeline li").evaluate_all("items => items.map(i => i.dataset.status)")
+    assert statuses == ["pending", "open", "cancelled"]
+    await expect(card.locator(".cancel")).to_be_hidden()
+    for _ in range(100):
+        if not await row.count():
+            break
+        await page.click("#refresh-resting")
+        await page.wait_for_timeout(100)
+    await expect(row).to_have_count(0)
 
 
 async def test_the_page_shows_a_rejected_order(api: Api, page: Page) -> None:

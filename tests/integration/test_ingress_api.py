@@ -187,7 +187,9 @@ BAD: list[tuple[bytes | dict[str, Any], str]] = [
     (b'{"baseToken":"SOL","quoteToken":"USDC","side":"buy","amountIn":1e400}', "amountIn"),
     ({**SEED_SELL_SOL, "slippageBps": 10_001}, "slippageBps"),
     ({**SEED_SELL_SOL, "slippageBps": 2.5}, "slippageBps"),
-    ({**SEED_SELL_SOL, "type": "limit"}, "type"),
+    ({**SEED_SELL_SOL, "type": "stop"}, "type"),
+    ({**SEED_SELL_SOL, "type": "limit"}, "limitPrice"),  # a limit order needs its limit (and no slippage)
+    ({**SEED_SELL_SOL, "limitPrice": 150.0}, "limitPrice"),  # a market order takes no limit
 ]
 
 

@@ -43,8 +43,12 @@ CONFTEST = ROOT / "tests" / "conftest.py"
 HTTP_SERVICES = {"api": 3000, "venue": 3100}
 PORT_VARS = {"api": ("PORT", "HOST"), "venue": ("VENUE_PORT", "VENUE_HOST")}
 # Engine processes without an HTTP server of their own: /metrics on a port of prometheus_client's.
-METRICS_SERVICES = {"router": "ROUTER_METRICS_PORT", "projector": "PROJECTOR_METRICS_PORT"}
-ENGINE_SERVICES = ("api", "router", "venue", "projector")
+METRICS_SERVICES = {
+    "router": "ROUTER_METRICS_PORT",
+    "projector": "PROJECTOR_METRICS_PORT",
+    "triggers": "TRIGGERS_METRICS_PORT",
+}
+ENGINE_SERVICES = ("api", "router", "triggers", "venue", "projector")
 ONE_SHOTS = ("topics", "migrate")
 INFRA = ("redpanda", "postgres")
 # Behind a profile: started only when asked for (`docker compose --profile NAME up`).

@@ -98,7 +98,7 @@ def test_one_build_and_one_image() -> None:
     assert len(built) == 1, f"compose would build {sorted(built)}: one image, built once"
     (image,) = built.values()
     users = sorted(name for name, svc in model["services"].items() if svc.get("image") == image)
-    assert users == ["api", "migrate", "projector", "router", "topics", "venue"], users
+    assert users == ["api", "migrate", "projector", "router", "topics", "triggers", "venue"], users
 
 
 def test_the_venue_secret_reaches_only_venue_router_and_prometheus() -> None:

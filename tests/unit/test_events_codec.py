@@ -123,7 +123,7 @@ BAD = [
     _case("deep nesting", b"[" * 100_000, "got `array`"),
     _case("deep nesting in object", b'{"a":' * 100_000, "recursion"),
     _case("invalid utf-8 in a value", _replace(REQ, b'"SOL"', b'"\xff\xfe"'), "UTF-8"),
-    _case("unknown type", _raw(ROUTE, _set("type", "OrderCancelled")), "OrderCancelled", UnknownEventType),
+    _case("unknown type", _raw(ROUTE, _set("type", "OrderAmended")), "OrderAmended", UnknownEventType),
     _case("missing type", _raw(ROUTE, _drop("type")), "type"),
     _case("non-string type", _raw(ROUTE, _set("type", 7)), "type"),
     _case("missing order_id", _raw(ROUTE, _drop("order_id")), "order_id"),
@@ -153,7 +153,12 @@ BAD = [
     _case("unknown top-level field", _raw(ROUTE, _set("priority", "high")), "priority"),
     _case("unknown data field", _raw(ROUTE, _set("data.retries", 2)), "retries"),
     _case("unknown side", _raw(REQ, _set("data.side", "hold")), "side"),
-    _case("limit order", _raw(REQ, _set("data.order_type", "limit")), "order_type"),
+    _case(
+        "limit order without a limit",
+        _raw(REQ, _set("data.order_type", "limit")),
+        "needs expires_at, limit_price",
+    ),
+    _case("unknown order type", _raw(REQ, _set("data.order_type", "stop")), "order_type"),
     _case("same base and quote", _raw(REQ, _set("data.quote_token", "SOL")), "base_token"),
     _case("empty token", _raw(REQ, _set("data.base_token", "")), "base_token"),
     _case("bad order id", _raw(ROUTE, _set("order_id", "not-a-uuid")), "order_id"),
@@ -313,12 +318,19 @@ class TestUpcasting:
 
 
 class TestOrderRequestedVersions:
-    """OrderRequested v2 names the account; a v1 record (written before accounts) reads as account `local`."""
+    """OrderRequested v2 names the account; a v1 record (written before accounts) reads as account `local`.
+    v3 added the limit and sniper types: a v2 record is a market order as it is."""
 
     def test_the_upcaster_lives_on_the_class(self) -> None:
-        assert OrderRequested.version == 2 == SCHEMA_VERSION["OrderRequested"]
-        assert set(OrderRequested.upcasters) == {1}
+        assert OrderRequested.version == 3 == SCHEMA_VERSION["OrderRequested"]
+        assert set(OrderRequested.upcasters) == {1, 2}
         assert OrderRouting.version == 1 and not OrderRouting.upcasters
+
+    def test_a_v2_record_reads_as_the_same_market_order(self) -> None:
+        raw = _raw("OrderRequested", _set("schema_version", 2))
+        event = decode(raw)
+        assert event == EXAMPLES["OrderRequested"] and event.schema_version == 3
+        assert isinstance(event, OrderRequested) and event.data.order_type == "market"
 
     def test_a_v1_record_reads_as_the_local_account(self) -> None:
         def as_v1(obj: dict[str, Any]) -> None:
@@ -328,9 +340,9 @@ class TestOrderRequestedVersions:
         raw = _raw("OrderRequested", as_v1)
         event = decode(raw)
         assert isinstance(event, OrderRequested)
-        assert event.data.account_id == "local" and event.schema_version == 2
+        assert event.data.account_id == "local" and event.schema_version == 3
         assert event.data.idempotency_key == EXAMPLES["OrderRequested"].data.idempotency_key  # type: ignore[attr-defined]
-        assert headers_for(event)[1] == ("schema_version", b"2")
+        assert headers_for(event)[1] == ("schema_version", b"3")
 
     def test_v2_keeps_its_account_and_requires_a_valid_one(self) -> None:
         event = decode(encode(EXAMPLES["OrderRequested"]))

@@ -10,8 +10,18 @@ from msgspec.structs import replace
 
 from events.envelope import Event, Status, new_id
 from events.errors import EventValidationError
-from events.examples import FAILED_ORDER_ID, confirmed_stream, example_events, failed_stream
+from events.examples import (
+    FAILED_ORDER_ID,
+    confirmed_stream,
+    example_events,
+    expired_stream,
+    failed_stream,
+    limit_stream,
+    sniper_stream,
+)
 from events.lifecycle import (
+    CANCELLABLE,
+    RESTING,
     STATUSES,
     TERMINAL,
     TRANSITIONS,
@@ -28,19 +38,38 @@ from events.lifecycle import (
     next_event,
 )
 from events.payloads import OrderFailedData
-from events.types import EVENT_TYPES, STATUS, OrderConfirmed, OrderFailed, OrderRouting
+from events.types import (
+    EVENT_TYPES,
+    STATUS,
+    OrderConfirmed,
+    OrderFailed,
+    OrderRouting,
+    status_of,
+)
 
 CONFIRMED = confirmed_stream()
+LIMIT = limit_stream()
 EXAMPLES = example_events()
 FAIL = OrderFailedData(reason="venue rejected the swap", stage="execution", attempts=3)
+# Where each status is found in the example streams: (stream, how many of its events).
+_AT: dict[str, tuple[list[Event], int]] = {
+    "pending": (CONFIRMED, 1),
+    "routing": (CONFIRMED, 2),
+    "building": (CONFIRMED, 3),
+    "submitted": (CONFIRMED, 4),
+    "confirmed": (CONFIRMED, 5),
+    "failed": (failed_stream(), 3),
+    "open": (LIMIT, 2),
+    "triggered": (LIMIT, 3),
+    "expired": (expired_stream(), 3),
+    "cancelled": (sniper_stream(), 3),
+}
 
 
-def _state_at(status: Status) -> OrderState:
-    """An order of the confirmed example in `status` (the failed example for `failed`)."""
-    if status == "failed":
-        state = fold(failed_stream())
-    else:
-        state = fold(CONFIRMED[: STATUSES.index(status) + 1])
+def _state_at(status: Status, event_type: str | None = None) -> OrderState:
+    """An order of the examples in `status`: a limit order when it is to be opened, else the market one."""
+    stream, n = (LIMIT, 1) if (status, event_type) == ("pending", "OrderOpened") else _AT[status]
+    state = fold(stream[:n])
     assert state is not None and state.status == status
     return state
 
@@ -51,10 +80,53 @@ def _as_next(event: Event, state: OrderState) -> Event:
 
 
 def test_the_table_moves_each_event_to_its_status() -> None:
-    for (_, event_type), status in TRANSITIONS.items():
-        assert STATUS[event_type] == status
-    assert TERMINAL == {"confirmed", "failed"}
+    for (before, event_type), status in TRANSITIONS.items():
+        assert STATUS.get(event_type, before) == status, "an event without a status of its own keeps it"
+    assert TERMINAL == {"confirmed", "failed", "expired", "cancelled"}
+    assert RESTING == {"open"} and CANCELLABLE == {"pending", "open", "triggered", "routing", "building"}
+    assert set(STATUSES) == set(STATUS.values())
     assert all(not can_transition(terminal, t) for terminal in TERMINAL for t in EVENT_TYPES)
+
+
+def test_a_limit_order_rests_triggers_and_fills_with_a_refused_cancel_on_the_way() -> None:
+    states = []
+    for event in LIMIT:
+        states.append(apply(states[-1] if states else None, event))
+        assert states[-1].status == status_of(event)
+    assert [s.status for s in states] == [
+        "pending", "open", "triggered", "routing", "building", "submitted", "submitted", "confirmed",
+    ]  # fmt: skip
+    final = states[-1]
+    assert (final.order_type, final.limit_price, final.expires_at) == (
+        "limit",
+        151.0,
+        LIMIT[0].data.expires_at,
+    )  # type: ignore[attr-defined]
+    assert (final.trigger_price, final.trigger_venue) == (151.1725, "raydium")
+    assert final.triggered_at == LIMIT[2].data.market_at  # type: ignore[attr-defined]
+    assert final.min_acceptable_price == 151.0, "the swap's bound is the limit price"
+
+
+def test_a_market_order_cannot_rest() -> None:
+    market = _state_at("pending")
+    with pytest.raises(IllegalTransition):
+        apply(market, _as_next(EXAMPLES["OrderOpened"], market))
+
+
+@pytest.mark.parametrize("status", sorted(CANCELLABLE))
+def test_an_order_not_yet_submitted_can_be_cancelled(status: Status) -> None:
+    state = _state_at(status)
+    cancelled = apply(state, _as_next(EXAMPLES["OrderCancelled"], state))
+    assert cancelled.status == "cancelled" and is_terminal(cancelled.status)
+
+
+def test_a_resting_order_expires_and_a_sniper_refused_by_its_guard_fails() -> None:
+    state = fold(expired_stream())
+    assert state is not None and state.status == "expired" and is_terminal(state.status)
+    sniper = fold(sniper_stream()[:2])
+    assert sniper is not None
+    refused = OrderFailedData(reason="thin pool", stage="trigger", attempts=0)
+    assert apply(sniper, next_event(sniper, OrderFailed, refused)).failure_stage == "trigger"
 
 
 def test_happy_path_to_confirmed_carries_every_field() -> None:
@@ -116,7 +188,7 @@ def test_every_transition_outside_the_table_is_rejected(status: Status | None, e
                 apply(None, event)
             assert (info.value.status, info.value.event_type) == (None, event_type)
         return
-    state = _state_at(status)
+    state = _state_at(status, event_type)
     event = _as_next(event, state)
     if (status, event_type) in TRANSITIONS:
         assert apply(state, event).status == TRANSITIONS[status, event_type]

@@ -10,7 +10,9 @@ import jsonschema
 import pytest
 
 from events.codec import decode, encode
-from events.examples import example_events
+from events.commands import COMMAND_TYPES, decode_intake, encode_command
+from events.examples import example_commands, example_events, example_market
+from events.market import MARKET_TYPES, decode_market, encode_market
 from events.schema_export import (
     EVENTS_DOC,
     SCHEMA_DIR,
@@ -24,6 +26,14 @@ from events.schema_export import (
 from events.types import EVENT_TYPES, STATUS
 
 EXAMPLES = example_events()
+COMMANDS = example_commands()
+MARKET = example_market()
+ALL_TYPES = [*EVENT_TYPES, *COMMAND_TYPES, *MARKET_TYPES]
+ALL_EXAMPLES = {
+    **{n: encode(e) for n, e in EXAMPLES.items()},
+    **{n: encode_command(c) for n, c in COMMANDS.items()},
+    **{n: encode_market(m) for n, m in MARKET.items()},
+}
 
 
 def test_schemas_up_to_date() -> None:
@@ -37,7 +47,10 @@ def test_doc_examples_up_to_date() -> None:
 def test_every_event_type_is_documented_with_its_status() -> None:
     doc = EVENTS_DOC.read_text(encoding="utf-8")
     for name in EVENT_TYPES:
-        assert f"### {name} → `{STATUS[name]}`" in doc
+        status = f"`{STATUS[name]}`" if name in STATUS else "status unchanged"
+        assert f"### {name} → {status}" in doc
+    for name in [*COMMAND_TYPES, *MARKET_TYPES]:
+        assert f"### {name}\n" in doc
     for header in ("dlq.source.topic", "dlq.source.partition", "dlq.source.offset", "dlq.error"):
         assert header in doc
     assert "`upcasters`" in doc
@@ -45,15 +58,17 @@ def test_every_event_type_is_documented_with_its_status() -> None:
 
 def test_every_json_example_in_the_doc_is_a_valid_event() -> None:
     doc = EVENTS_DOC.read_text(encoding="utf-8")
-    blocks = re.findall(r"```json\n(.*?)\n```", doc, flags=re.S)
-    decoded = [decode(json.dumps(json.loads(block)).encode()) for block in blocks]
-    assert decoded == list(EXAMPLES.values())
+    blocks = [json.dumps(json.loads(b)).encode() for b in re.findall(r"```json\n(.*?)\n```", doc, flags=re.S)]
+    n, c = len(EXAMPLES), len(COMMANDS)
+    assert [decode(b) for b in blocks[:n]] == list(EXAMPLES.values())
+    assert [decode_intake(b) for b in blocks[n : n + c]] == list(COMMANDS.values())
+    assert [decode_market(b) for b in blocks[n + c :]] == list(MARKET.values())
 
 
-@pytest.mark.parametrize("name", list(EVENT_TYPES))
+@pytest.mark.parametrize("name", ALL_TYPES)
 def test_examples_validate_against_their_schema_and_no_other(name: str) -> None:
     schemas = json_schemas()
-    instance = json.loads(encode(EXAMPLES[name]))
+    instance = json.loads(ALL_EXAMPLES[name])
     for other, schema in schemas.items():
         validator = jsonschema.Draft202012Validator(schema)
         assert validator.is_valid(instance) == (other == name), other
@@ -81,9 +96,9 @@ def test_the_schema_rejects_what_the_decoder_rejects(path: str, value: object) -
 
 
 def test_write_and_check_are_deterministic_and_catch_staleness(tmp_path: Path) -> None:
-    assert sorted(check_schemas(tmp_path)) == sorted(EVENT_TYPES), "an empty directory is all missing"
+    assert sorted(check_schemas(tmp_path)) == sorted(ALL_TYPES), "an empty directory is all missing"
     paths = write_schemas(tmp_path)
-    assert [p.name for p in paths] == [f"{name}.json" for name in EVENT_TYPES]
+    assert [p.name for p in paths] == [f"{name}.json" for name in ALL_TYPES]
     first = {p.name: p.read_bytes() for p in paths}
     assert check_schemas(tmp_path) == []
     write_schemas(tmp_path)
@@ -95,11 +110,11 @@ def test_write_and_check_are_deterministic_and_catch_staleness(tmp_path: Path) -
         text.replace('"minimum": 1', '"minimum": 0'), encoding="utf-8"
     )
     (tmp_path / "OrderFailed.json").unlink()
-    retired = tmp_path / "OrderCancelled.json"
+    retired = tmp_path / "OrderAmended.json"
     retired.write_bytes(first["OrderRouting.json"])
     unrelated = tmp_path / "notes.json"
     unrelated.write_text("{}\n", encoding="utf-8")
-    assert sorted(check_schemas(tmp_path)) == ["OrderCancelled", "OrderFailed", "OrderRouting"]
+    assert sorted(check_schemas(tmp_path)) == ["OrderAmended", "OrderFailed", "OrderRouting"]
     write_schemas(tmp_path)
     assert check_schemas(tmp_path) == []
     assert not retired.exists(), "a generated schema of a retired type is removed"

@@ -22,8 +22,9 @@ from events.topics import (
 
 def test_topic_names_with_and_without_a_prefix() -> None:
     assert Topics.with_prefix() == Topics(
-        "orders.requests", "orders.events", "orders.deadletter", "orders.router-state"
-    )
+        "orders.requests", "orders.events", "orders.deadletter", "orders.router-state", "orders.resting",
+        "market.data",
+    )  # fmt: skip
     test = Topics.with_prefix("t1a2b3.")
     assert (test.requests, test.events, test.dead_letters, test.router_state) == (
         "t1a2b3.orders.requests",
@@ -35,7 +36,7 @@ def test_topic_names_with_and_without_a_prefix() -> None:
 
 def test_specs_keep_the_log_forever_and_share_the_partition_count() -> None:
     topics = Topics.with_prefix("x.")
-    requests, events, dead, _state = topic_specs(topics)
+    requests, events, dead, _state, _resting, _market = topic_specs(topics)
     assert [s.name for s in (requests, events, dead)] == [topics.requests, topics.events, topics.dead_letters]
     assert requests.partitions == events.partitions == DEFAULT_PARTITIONS == 12
     assert dead.partitions == 1
@@ -44,7 +45,17 @@ def test_specs_keep_the_log_forever_and_share_the_partition_count() -> None:
         assert spec.replication_factor is None, "replication follows the cluster unless a spec asks"
         assert all(isinstance(v, str) for v in spec.config.values()), "Kafka configs are strings"
     assert requests.config is not events.config, "specs do not share a mutable config"
-    assert [s.partitions for s in topic_specs(topics, partitions=3)] == [3, 3, 1, 3]
+    assert [s.partitions for s in topic_specs(topics, partitions=3)] == [3, 3, 1, 3, 3, 3]
+
+
+def test_resting_orders_are_compacted_and_copartitioned_market_data_kept_a_day() -> None:
+    topics = Topics.with_prefix()
+    specs = {s.name: s for s in topic_specs(topics, partitions=5)}
+    resting, market = specs[topics.resting], specs[topics.market_data]
+    assert resting.partitions == 5, "the router pins a resting record to its intake partition"
+    assert resting.config["cleanup.policy"] == "compact", "no time retention: an order rests until it leaves"
+    assert market.config["cleanup.policy"] == "delete"
+    assert int(market.config["retention.ms"]) == 24 * 3600 * 1000
 
 
 def test_router_state_is_compacted_copartitioned_and_bounded() -> None:

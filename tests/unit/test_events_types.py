@@ -39,12 +39,18 @@ REQUEST = {
 
 def test_registries_cover_every_event_type_in_lifecycle_order() -> None:
     assert list(EVENT_TYPES) == [
-        "OrderRequested", "OrderRouting", "OrderBuilding", "OrderSubmitted", "OrderConfirmed", "OrderFailed",
+        "OrderRequested", "OrderOpened", "OrderTriggered", "OrderRouting", "OrderBuilding", "OrderSubmitted",
+        "OrderConfirmed", "OrderFailed", "OrderExpired", "OrderCancelled", "OrderCancelRefused",
     ]  # fmt: skip
-    assert set(STATUS) == set(PAYLOAD_TYPES) == set(SCHEMA_VERSION) == set(EVENT_TYPES)
-    assert list(STATUS.values()) == ["pending", "routing", "building", "submitted", "confirmed", "failed"]
+    assert set(PAYLOAD_TYPES) == set(SCHEMA_VERSION) == set(EVENT_TYPES)
+    assert set(STATUS) == set(EVENT_TYPES) - {"OrderCancelRefused"}, "a refused cancel moves nothing"
+    assert list(STATUS.values()) == [
+        "pending", "open", "triggered", "routing", "building", "submitted", "confirmed", "failed", "expired",
+        "cancelled",
+    ]  # fmt: skip
     assert SCHEMA_VERSION == {name: cls.version for name, cls in EVENT_TYPES.items()}
-    assert SCHEMA_VERSION["OrderRequested"] == 2 and set(SCHEMA_VERSION.values()) == {1, 2}
+    assert (SCHEMA_VERSION["OrderRequested"], SCHEMA_VERSION["OrderFailed"]) == (3, 2)
+    assert set(SCHEMA_VERSION.values()) == {1, 2, 3}
     for name, cls in EVENT_TYPES.items():
         assert cls.type == name
         assert cls.__struct_config__.tag == name
@@ -122,7 +128,7 @@ def test_new_event_refuses_what_a_consumer_would_reject(
 
 def test_new_event_refuses_an_unknown_kind() -> None:
     with pytest.raises(EventValidationError, match="unknown event type"):
-        new_event("OrderCancelled", order_id=ORDER_ID, seq=2, data={})
+        new_event("OrderAmended", order_id=ORDER_ID, seq=2, data={})
     with pytest.raises(EventValidationError, match="unknown event type"):
         new_event(Event, order_id=ORDER_ID, seq=2, data={})
 

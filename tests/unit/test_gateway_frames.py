@@ -110,3 +110,30 @@ def test_control_frames_are_typed_in_lower_case() -> None:
         "orderId": "x",
         "code": 1000,
     }
+
+
+def test_resting_orders_frames_say_what_they_wait_for_what_fired_them_and_how_they_ended() -> None:
+    from events.examples import expired_stream, limit_stream, sniper_stream
+
+    frames = [event_frame(e) for e in limit_stream()]
+    assert [f["status"] for f in frames] == [
+        "pending", "open", "triggered", "routing", "building", "submitted", "submitted", "confirmed",
+    ]  # fmt: skip
+    requested, opened, triggered = (f["data"] for f in frames[:3])
+    assert requested["order"]["type"] == "limit" and requested["order"]["limitPrice"] == 151.0
+    assert "slippageBps" not in requested["order"]
+    assert opened == {"trigger": "price", "limitPrice": 151.0, "expiresAt": "2025-03-14T10:26:53.589Z"}
+    assert (triggered["triggerPrice"], triggered["limitPrice"], triggered["selectedDex"]) == (
+        151.1725,
+        151.0,
+        "raydium",
+    )
+    assert triggered["marketAt"] == "2025-03-14T09:27:53.981Z"
+    assert frames[6]["data"]["cancelRefused"] == "submitted" and frames[6]["type"] == "OrderCancelRefused"
+    assert not item_for(limit_stream()[6], 0, 6).terminal, "a refused cancel ends nothing"
+    expired = event_frame(expired_stream()[-1])
+    assert expired["status"] == "expired" and expired["data"]["error"].startswith("expired")
+    assert item_for(expired_stream()[-1], 0, 2).terminal
+    cancelled = event_frame(sniper_stream()[-1])
+    assert (cancelled["status"], cancelled["data"]["fromStatus"]) == ("cancelled", "open")
+    assert event_frame(sniper_stream()[1])["data"]["maxPrice"] == 0.00003

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -65,8 +67,10 @@ INVALID: list[tuple[str, bytes, str, str]] = [
     ("slippage fractional", body(slippageBps=1.5), "slippageBps", "must be an integer, got a number"),
     ("slippage string", body(slippageBps="100"), "slippageBps", "must be an integer, got a string"),
     ("slippage bool", body(slippageBps=False), "slippageBps", "must be an integer, got a boolean"),
-    ("type limit", body(type="limit"), "type", "'market'"),
-    ("type not a string", body(type=1), "type", "'market'"),
+    ("type stop", body(type="stop"), "type", "'market', 'limit' or 'sniper'"),
+    ("type not a string", body(type=1), "type", "'market', 'limit' or 'sniper'"),
+    ("a limit price on a market order", body(limitPrice=150), "limitPrice", "limit orders only"),
+    ("an expiry on a market order", body(expiresAt="2030-01-01T00:00:00Z"), "expiresAt", "limit orders and"),
 ]
 
 
@@ -135,3 +139,81 @@ def test_the_fingerprint_is_canonical() -> None:
     assert len(a.fingerprint()) == 64
     assert a.fingerprint() != parse_order(body(amountIn=100.5), TOKENS).fingerprint()
     assert a.fingerprint() != parse_order(body(amountIn=100, side="buy"), TOKENS).fingerprint()
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LIMIT: dict[str, Any] = {"type": "limit", "baseToken": "SOL", "quoteToken": "USDC", "side": "buy",
+                         "amountIn": 300, "limitPrice": 140.5}  # fmt: skip
+SNIPER: dict[str, Any] = {"type": "sniper", "baseToken": "BONK", "quoteToken": "USDC", "amountIn": 500,
+                          "maxPrice": 0.0001, "minLiquidity": 50_000}  # fmt: skip
+
+
+def resting(template: dict[str, Any], **changes: Any) -> bytes:
+    return orjson.dumps({k: v for k, v in {**template, **changes}.items() if v is not _DROP})
+
+
+RESTING_INVALID: list[tuple[str, bytes, str, str]] = [
+    ("limit without a limit", resting(LIMIT, limitPrice=_DROP), "limitPrice", "is required"),
+    ("limit price zero", resting(LIMIT, limitPrice=0), "limitPrice", "greater than 0"),
+    ("limit price infinite", resting(LIMIT).replace(b"140.5", b"1e400"), "limitPrice", "finite"),
+    ("slippage on a limit", resting(LIMIT, slippageBps=50), "slippageBps", "market orders only"),
+    ("max price on a limit", resting(LIMIT, maxPrice=1), "maxPrice", "sniper orders only"),
+    ("expiry not a time", resting(LIMIT, expiresAt="tomorrow"), "expiresAt", "RFC 3339"),
+    ("expiry without a zone", resting(LIMIT, expiresAt="2026-03-01T13:00:00"), "expiresAt", "RFC 3339"),
+    ("expiry in the past", resting(LIMIT, expiresAt="2026-03-01T11:59:59Z"), "expiresAt", "in the future"),
+    ("expiry too far", resting(LIMIT, expiresAt="2026-03-02T12:00:01Z"), "expiresAt", "at most 24 h"),
+    ("unknown token on a limit", resting(LIMIT, baseToken="BONK"), "baseToken", "must be one of"),
+    ("sniper selling", resting(SNIPER, side="sell"), "side", "'buy' for a sniper"),
+    ("sniper without a max price", resting(SNIPER, maxPrice=_DROP), "maxPrice", "is required"),
+    ("sniper without liquidity", resting(SNIPER, minLiquidity=_DROP), "minLiquidity", "is required"),
+    ("sniper negative liquidity", resting(SNIPER, minLiquidity=-1), "minLiquidity", "greater than 0"),
+    ("sniper token symbol", resting(SNIPER, baseToken="bonk!"), "baseToken", "token symbol"),
+    ("sniper unknown quote", resting(SNIPER, quoteToken="BONK"), "quoteToken", "must be one of"),
+    ("limit price on a sniper", resting(SNIPER, limitPrice=1), "limitPrice", "limit orders only"),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"), [c[1:] for c in RESTING_INVALID], ids=[c[0] for c in RESTING_INVALID]
+)
+def test_limit_and_sniper_rules_name_the_field(raw: bytes, field: str, words: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_order(raw, TOKENS, now=NOW)
+    assert [p.field for p in caught.value.problems] == [field]
+    assert words in caught.value.problems[0].message
+
+
+def test_a_limit_order_rests_until_its_expiry_or_a_day() -> None:
+    order = parse_order(resting(LIMIT), TOKENS, now=NOW)
+    assert (order.order_type, order.side, order.limit_price, order.slippage_bps) == ("limit", "buy", 140.5, 0)
+    assert order.expires_at == NOW + timedelta(hours=24) and not order.expiry_given
+    with pytest.raises(InvalidRequest, match="in the future"):  # 13:00 at +01:00 is now, not later
+        parse_order(resting(LIMIT, expiresAt="2026-03-01T13:00:00+01:00"), TOKENS, now=NOW)
+    later = parse_order(resting(LIMIT, expiresAt="2026-03-01T14:30:00Z"), TOKENS, now=NOW)
+    assert later.expires_at == datetime(2026, 3, 1, 14, 30, tzinfo=UTC) and later.expiry_given
+
+
+def test_a_sniper_buys_a_token_no_venue_lists_yet() -> None:
+    order = parse_order(resting(SNIPER), TOKENS, now=NOW)
+    assert (order.order_type, order.base_token, order.side) == ("sniper", "BONK", "buy")
+    assert (order.max_price, order.min_liquidity, order.limit_price) == (0.0001, 50_000.0, None)
+
+
+def test_fingerprints_of_resting_orders_cover_their_fields_but_not_the_default_expiry() -> None:
+    first = parse_order(resting(LIMIT), TOKENS, now=NOW)
+    an_hour_later = parse_order(resting(LIMIT), TOKENS, now=NOW + timedelta(hours=1))
+    assert first.fingerprint() == an_hour_later.fingerprint(), "a retry is the same request"
+    assert first.fingerprint() != parse_order(resting(LIMIT, limitPrice=141), TOKENS, now=NOW).fingerprint()
+    timed = resting(LIMIT, expiresAt="2026-03-01T14:30:00Z")
+    assert first.fingerprint() != parse_order(timed, TOKENS, now=NOW).fingerprint()
+    # A market order's fingerprint is what it was before order types: its keys keep their meaning.
+    market = parse_order(body(), TOKENS)
+    assert market.fingerprint() == (
+        hashlib.sha256(
+            orjson.dumps(
+                {"amountIn": 1.5, "baseToken": "SOL", "quoteToken": "USDC", "side": "sell", "slippageBps": 100,
+                 "type": "market"},
+                option=orjson.OPT_SORT_KEYS,
+            )
+        ).hexdigest()
+    )  # fmt: skip

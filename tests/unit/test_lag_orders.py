@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from services.lag.orders import OrderTracker
 
 THRESHOLDS = {"pending": 30.0, "routing": 14.0, "building": 14.0, "submitted": 30.0}
@@ -33,6 +35,10 @@ def test_a_finished_order_leaves_stage_and_dwell_durations_and_no_trace_in_fligh
         "submitted": 1,
         "confirmed": 1,
         "failed": 0,
+        "open": 0,
+        "triggered": 0,
+        "expired": 0,
+        "cancelled": 0,
     }
     assert t.stage("ingress_to_router", 104.0).max_s == 0.5
     assert t.stage("router_quote", 104.0).max_s == 0.5
@@ -120,3 +126,24 @@ def test_rates_count_events_by_their_own_time() -> None:
         feed(t, oid(), [1.0])  # a backlog read late (the view's warm-up): not throughput now
     assert t.view(110.0, THRESHOLDS).rate_per_s["pending"] == 3.9  # (100, 110]: the first one is out
     assert t.view(200.0, THRESHOLDS).rate_per_s["pending"] == 0.0
+
+
+def test_a_resting_order_is_counted_never_stuck_and_tracked_again_from_its_trigger() -> None:
+    t = OrderTracker()
+    limit = oid()
+    resting = ["OrderRequested", "OrderOpened"]
+    feed(t, limit, [100.0, 100.2], resting)
+    assert t.view(101.0, THRESHOLDS).dwell["pending"].max_s == pytest.approx(0.2), "until it was opened"
+    view = t.view(10_000.0, THRESHOLDS)  # hours later: still resting, nothing stuck
+    assert view.resting == 1 and view.tracked == 0 and view.stuck == ()
+    fired = ["OrderTriggered", "OrderRouting", "OrderBuilding", "OrderSubmitted", "OrderConfirmed"]
+    times = [10_000.0, 10_000.0, 10_000.1, 10_000.1, 10_002.6]
+    for seq, (kind, at) in enumerate(zip(fired, times, strict=True), 3):
+        t.apply(limit, seq, kind, at, 0)
+    assert t.view(10_003.0, THRESHOLDS).resting == 0
+    assert t.stage("venue_execution", 10_003.0).max_s == 2.5
+    assert t.stage("end_to_end", 10_003.0).count == 0, "its request was hours before: not a delay"
+    expired = oid()
+    feed(t, expired, [200.0, 200.1, 300.0], ["OrderRequested", "OrderOpened", "OrderExpired"])
+    view = t.view(10_003.0, THRESHOLDS)
+    assert view.resting == 0 and view.tracked == 0 and view.seen["expired"] == 1

@@ -94,3 +94,27 @@ def test_the_list_sql_is_one_account_s_and_uses_only_the_filters_given() -> None
     assert "account_id = $1" in sql and "selected_dex = $2" in sql and "created_at >= $3" in sql
     assert args[0] == "bob" and args[-1] == DEFAULT_LIMIT + 1
     assert sql.endswith("ORDER BY created_at DESC, id DESC LIMIT $4")
+
+
+def test_the_type_filter_and_the_new_statuses() -> None:
+    from services.query.params import list_query, params_of
+
+    query = list_query(params_of([("type", "limit"), ("status", "open")]))
+    assert (query.order_type, query.status) == ("limit", "open")
+    for status in ("triggered", "expired", "cancelled"):
+        assert list_query(params_of([("status", status)])).status == status
+    with pytest.raises(InvalidQuery) as caught:
+        list_query(params_of([("type", "stop")]))
+    assert [p.field for p in caught.value.problems] == ["type"]
+    assert list_query(params_of([])).fingerprint() != query.fingerprint()
+
+
+def test_the_open_orders_count_repeats_the_partial_index_and_the_terminal_statuses() -> None:
+    from pathlib import Path
+
+    from events.lifecycle import TERMINAL
+    from services.query.reads import OPEN_ORDERS
+
+    migration = (Path(__file__).resolve().parents[2] / "sql" / "0004_resting_orders.sql").read_text()
+    assert OPEN_ORDERS in migration, "the planner uses the partial index only for the very same predicate"
+    assert OPEN_ORDERS == "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL)) + ")"

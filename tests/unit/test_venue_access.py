@@ -44,6 +44,11 @@ ROUTES = [
     ("GET", "/venues/raydium/swaps/x-1", None),
     ("GET", "/venues/raydium/settlements", None),
     ("GET", "/venues/raydium/ledger?detail=1", None),
+    (
+        "POST",
+        "/venues/raydium/pools",
+        {"base": "BONK", "quote": "USDC", "base_reserve": 1e9, "quote_reserve": 1e5},
+    ),
     ("GET", "/metrics", None),
     ("GET", "/no/such/path", None),
 ]
@@ -58,8 +63,25 @@ async def test_every_route_but_health_needs_the_secret(method: str, path: str, b
                 assert reply.headers["WWW-Authenticate"] == "Bearer"
                 assert (await reply.json())["kind"] == "unauthorized"
         assert len(sims["raydium"].ledger) == 0  # nothing reached a venue
+        assert not sims["raydium"].pools.lists("BONK", "USDC")
         async with http.get(f"{url}/health") as reply:
             assert reply.status == 200
+
+
+async def test_an_operator_with_the_secret_lists_a_pool() -> None:
+    listing = {"base": "BONK", "quote": "USDC", "base_reserve": 4e9, "quote_reserve": 100_000}
+    async with guarded() as (url, secret, sims), aiohttp.ClientSession() as http:
+        bearer = {"Authorization": f"Bearer {secret}"}
+        async with http.post(f"{url}/venues/meteora/pools", json=listing, headers=bearer) as reply:
+            assert reply.status == 201
+            assert await reply.json() == {
+                "token_a": "BONK", "token_b": "USDC", "reserve_a": 4e9, "reserve_b": 100_000.0,
+            }  # fmt: skip
+        async with http.post(f"{url}/venues/meteora/pools", json=listing, headers=bearer) as reply:
+            assert reply.status == 400 and "listed already" in (await reply.json())["error"]
+        async with http.post(f"{url}/venues/meteora/pools", json={"base": "BONK"}, headers=bearer) as reply:
+            assert reply.status == 400 and "quote" in (await reply.json())["error"]
+        assert sims["meteora"].pools.lists("BONK", "USDC") and not sims["raydium"].pools.lists("BONK", "USDC")
 
 
 async def test_the_client_sends_the_secret_on_every_call_and_on_the_feed() -> None:

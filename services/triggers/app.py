@@ -1,0 +1,125 @@
+"""`oee triggers`: the trigger engine as a Faust worker, an agent over the market-data topic.
+
+Faust owns the consumer group over the market data (key = pair, so a pair's events of both venues come in
+order to one engine), with static membership (`TRIGGERS_INSTANCE_ID`): a restarted engine takes its
+partitions back at once instead of waiting out the dead member's session. The agent runs with
+`concurrency=1` and waits for the engine's book to be restored before it evaluates anything; each market
+event is handled (its trigger requests acknowledged) before the next, and the group's committed offsets
+never pass an event not handled (`services.triggers.offsets`). The engine itself is
+`services.triggers.engine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+import faust
+
+from events.topics import Topics
+from services.config import Settings
+from services.triggers.engine import TriggerEngine
+from services.triggers.offsets import gate_commits, start_at_recent_market
+from services.triggers.options import TriggerOptions
+
+log = logging.getLogger("oee.triggers")
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}oee-triggers"
+
+
+def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_id: str) -> faust.App:
+    topics = Topics.with_prefix(settings.topic_prefix)
+    app = faust.App(
+        group_id(settings),
+        broker=f"kafka://{settings.bootstrap_servers}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        topic_allow_declare=False,  # topics belong to the contract (`oee topics create`)
+        consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=instance_id,
+        datadir=datadir,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=30.0,
+    )
+    market = app.topic(topics.market_data, value_type=bytes, key_type=bytes, allow_empty=True)
+    gate_commits(app, lambda: engine.processed)
+    crashed: asyncio.Future[BaseException] = asyncio.get_event_loop().create_future()
+
+    def crash(exc: BaseException) -> None:
+        if not crashed.done():
+            crashed.set_result(exc)
+
+    @app.agent(market, concurrency=1)
+    async def watch(stream: faust.StreamT[Any]) -> None:
+        await engine.ready.wait()
+        async for event in stream.events():
+            m = event.message
+            try:
+                await engine.on_market(m.value, m.partition, m.offset)
+            except Exception as exc:  # a bug: stop without counting the event handled
+                crash(exc)
+                await asyncio.get_running_loop().create_future()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types the receiver too narrowly
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == topics.market_data)
+        log.info("market partitions assigned: %d (%s)", len(mine), ",".join(map(str, mine)))
+
+    @app.task
+    async def start_engine() -> None:
+        try:
+            await engine.start()
+            tail = engine.tail
+            assert tail is not None
+            tail.add_done_callback(lambda t: crash(t.exception() or RuntimeError("resting tail ended")))
+        except Exception as failure:
+            crash(failure)
+        reason = await crashed
+        log.critical("trigger engine exiting: %r", reason)
+        os.kill(os.getpid(), signal.SIGTERM)
+        asyncio.get_running_loop().call_later(15.0, os._exit, 70)
+
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Run the trigger engine in the foreground until SIGTERM/SIGINT."""
+    import uvloop
+
+    from services import metrics
+
+    log.info("trigger engine starting")
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    options = TriggerOptions.from_env()
+    topics = Topics.with_prefix(settings.topic_prefix)
+    group = group_id(settings)
+    seeded = loop.run_until_complete(
+        start_at_recent_market(settings.bootstrap_servers, group, topics.market_data, options.history_s)
+    )
+    if seeded:
+        log.info(
+            "first start: market data read from %.0f s ago on %d partitions", options.history_s, len(seeded)
+        )
+    engine = TriggerEngine(settings.bootstrap_servers, topics, group, options)
+    metrics.serve(
+        metrics.port_from_env(None, "TRIGGERS_METRICS_PORT"), settings.host, "trigger engine metrics"
+    )
+    datadir = settings.stack.state_dir / "faust-triggers"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, engine, str(datadir), f"{group}-{options.instance_id}")
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker.spinner = None
+    worker.execute_from_commandline()
