@@ -28,7 +28,7 @@ class AsyncProducer:
     """One librdkafka producer, its poll thread and its thread for blocking calls. Create it on the loop
     that will await its futures; `close` it there."""
 
-    def __init__(self, config: dict[str, Any], *, name: str = "producer") -> None:
+    def __init__(self, config: dict[str, Any], *, name: str = "producer", poll: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
         self.fatal: KafkaError | None = (
             None  # set once librdkafka reports a fatal error: the producer is done
@@ -39,8 +39,13 @@ class AsyncProducer:
         self._scheduled = False
         self._closing = threading.Event()
         self._blocking = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-calls")
-        self._poller = threading.Thread(target=self._poll, name=f"{name}-poll", daemon=True)
-        self._poller.start()
+        # Without a poll thread (`poll=False`), reports and errors are served by the blocking calls (a
+        # transactional producer's commit flushes and serves them): one thread wake-up per transaction
+        # instead of one per delivery report as well.
+        self._poller: threading.Thread | None = None
+        if poll:
+            self._poller = threading.Thread(target=self._poll, name=f"{name}-poll", daemon=True)
+            self._poller.start()
 
     def on_error(self, callback: Callable[[KafkaError], None]) -> None:
         """Call `callback` on the event loop for every error librdkafka reports (most are transient)."""
@@ -92,7 +97,8 @@ class AsyncProducer:
             await self.call(self.producer.flush, timeout_s)
         finally:
             self._closing.set()
-            await self._loop.run_in_executor(self._blocking, self._poller.join)
+            if self._poller is not None:
+                await self._loop.run_in_executor(self._blocking, self._poller.join)
             self._blocking.shutdown(wait=False)
 
     # -- the poll thread and the hand-over to the loop -----------------------------------------------------

@@ -5,7 +5,7 @@ implementation on librdkafka (confluent-kafka; decision 0016).
 the same transactional id and aborts its open transaction), the transaction calls, and `can_abort`.
 `produce` only enqueues a record: librdkafka's `commit_transaction` flushes the transaction's records first
 and fails (abortable) when any of them was refused, so a transaction is never committed without a record.
-The blocking calls (init, send offsets, commit, abort) run in the producer's own thread, once per
+The blocking calls (init, begin, send offsets, commit, abort) run in the producer's own thread, once per
 transaction. Unit tests pass a fake with the same methods (`tests/router_fakes.py`).
 """
 
@@ -108,7 +108,9 @@ class KafkaTxnProducer:
         return self._producer
 
     async def start(self) -> None:
-        self._producer = AsyncProducer(self.config, name=f"txn-{self.transactional_id.rsplit('.', 1)[-1]}")
+        self._producer = AsyncProducer(
+            self.config, name=f"txn-{self.transactional_id.rsplit('.', 1)[-1]}", poll=False
+        )
         await self._blocking(self._p.producer.init_transactions, TXN_TIMEOUT_S)
 
     async def stop(self) -> None:
@@ -117,11 +119,10 @@ class KafkaTxnProducer:
             await producer.close(timeout_s=5.0)
 
     async def begin_transaction(self) -> None:
-        try:
-            self._p.producer.begin_transaction()  # local state only: no request, no wait
-        except KafkaException as exc:
-            self._note(exc)
-            raise
+        # No request to the broker, but librdkafka hands every transactional call to its main thread and
+        # waits for the answer, which can take milliseconds while that thread finishes the previous
+        # commit: not on the event loop.
+        await self._blocking(self._p.producer.begin_transaction)
 
     def produce(
         self,
