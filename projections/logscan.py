@@ -54,7 +54,7 @@ class LogScan:
                     # memory flat.
                     "fetch.max.bytes": 16 * 1024 * 1024,
                     "max.partition.fetch.bytes": 2 * 1024 * 1024,
-                    "queued.max.messages.kbytes": 32 * 1024,
+                    "queued.max.messages.kbytes": 8 * 1024,  # what librdkafka prefetches: memory stays flat
                 },
             ),
             name="logscan",
