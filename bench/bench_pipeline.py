@@ -292,6 +292,7 @@ async def idle_phase(system: System, seconds: float = 5.0) -> dict[str, Any]:
 async def steady_phase(system: System, watch: LogWatch, opts: Options) -> dict[str, Any]:
     """Open loop at `rate` orders/s for `duration_s`: POST and POST -> terminal, timed from the plan."""
     meter = CpuMeter(system.pids()).start()
+    print(f"steady phase starts: {opts.rate}/s for {opts.duration_s} s", flush=True)  # for on-the-wire counts
     flags = ("--rate", str(opts.rate), "--duration", str(opts.duration_s))
     rows = await run_loadgen(system.urls["api"], system.tmp / "steady.json", opts.loadgen_cpus, *flags)
     ok = {r[4]: r[0] for r in rows if r[3] == 201}

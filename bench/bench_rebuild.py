@@ -96,27 +96,26 @@ def lifecycle(rng: random.Random, t0: datetime) -> list[bytes]:
     venue = "meteora"
     common = {"order_id": oid}
 
-    def env(i: int) -> dict:
+    def env(i: int, kind: str) -> dict:
         return dict(common, event_id=ids[i], seq=i + 1, occurred_at=at[i],
-                    schema_version=1, causation_id=ids[i - 1] if i else None)  # fmt: skip
+                    schema_version=SCHEMA_VERSION[kind], causation_id=ids[i - 1] if i else None)  # fmt: skip
 
     events = [
-        OrderRequested(**env(0), data=OrderRequestedData(order_type="market", base_token="SOL", quote_token="USDC",
+        OrderRequested(**env(0, "OrderRequested"), data=OrderRequestedData(order_type="market", base_token="SOL", quote_token="USDC",
                                                          side=side, amount_in=amount, slippage_bps=100)),
-        OrderRouting(**env(1), data=OrderRoutingData(attempt=1)),
-        OrderBuilding(**env(2), data=OrderBuildingData(quotes=quotes, selected_venue=venue,
+        OrderRouting(**env(1, "OrderRouting"), data=OrderRoutingData(attempt=1)),
+        OrderBuilding(**env(2, "OrderBuilding"), data=OrderBuildingData(quotes=quotes, selected_venue=venue,
                                                        reason="meteora pays more net of fees", attempts=1)),
-        OrderSubmitted(**env(3), data=OrderSubmittedData(venue=venue, client_order_id=oid, expected_price=price,
+        OrderSubmitted(**env(3, "OrderSubmitted"), data=OrderSubmittedData(venue=venue, client_order_id=oid, expected_price=price,
                                                          min_acceptable_price=price * 0.99, slippage_bps=100)),
     ]  # fmt: skip
     if rng.random() < 0.8:
-        events.append(OrderConfirmed(**env(4), data=OrderConfirmedData(
+        events.append(OrderConfirmed(**env(4, "OrderConfirmed"), data=OrderConfirmedData(
             venue=venue, tx_hash=f"5Kx{ids[4].replace('-', '')}", executed_price=price, amount_in=amount,
             amount_out=amount * price, client_order_id=oid)))  # fmt: skip
     else:
-        events.append(OrderFailed(**env(4), data=OrderFailedData(
+        events.append(OrderFailed(**env(4, "OrderFailed"), data=OrderFailedData(
             reason="slippage exceeded", stage="execution", attempts=1, venue=venue, client_order_id=oid)))  # fmt: skip
-    assert all(SCHEMA_VERSION[e.type] == 1 for e in events)
     return [encode(e) for e in events]
 
 
@@ -129,7 +128,7 @@ async def write_log(bootstrap: str, topic: str, orders: int, seed: int = 1) -> f
     await producer.start()
     started = time.monotonic()
     t0 = datetime(2025, 3, 14, tzinfo=UTC)
-    headers = {name: [("type", name.encode()), ("schema_version", b"1")] for name in (
+    headers = {name: [("type", name.encode()), ("schema_version", str(SCHEMA_VERSION[name]).encode())] for name in (
         "OrderRequested", "OrderRouting", "OrderBuilding", "OrderSubmitted", "OrderConfirmed", "OrderFailed")}  # fmt: skip
     try:
         pending = []

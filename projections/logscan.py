@@ -1,19 +1,21 @@
 """Read a bounded range of the event log (read_committed, no consumer group), in bounded batches.
 
 The rebuild reads from given start positions up to a snapshot of the end offsets, so it terminates while
-the log keeps growing, and never holds more than one batch: memory does not grow with the log.
+the log keeps growing, and never holds more than one batch: memory does not grow with the log. The consumer
+is librdkafka's (decision 0016): a record costs about a microsecond to fetch, where aiokafka's pure-Python
+records cost six to eight.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from projections.fold import Record
+from projections.fold import LogRecord, Record
+from services.rdkafka.config import consumer_config
+from services.rdkafka.consumer import AsyncConsumer
 
 
 class TopicMissing(RuntimeError):
@@ -22,15 +24,8 @@ class TopicMissing(RuntimeError):
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     """The topic's partition numbers, from the broker's metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
-        raise TopicMissing(f"topic {topic} does not exist (Kafka error code {described['error_code']})")
-    return sorted(p["partition"] for p in described["partitions"])
+    async with LogScan(bootstrap, topic) as scan:
+        return scan.partitions
 
 
 class LogScan:
@@ -44,51 +39,56 @@ class LogScan:
         self.batch_max = batch_max
         self.only = None if partitions is None else sorted(partitions)
         self.partitions: list[int] = []
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: AsyncConsumer | None = None
 
     async def __aenter__(self) -> LogScan:
-        every = await partitions_of(self.bootstrap, self.topic)
-        self.partitions = every if self.only is None else [p for p in every if p in self.only]
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            # Big enough for 5,000-record batches from a few partitions, small enough to keep memory flat.
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=2 * 1024 * 1024,
+        self._consumer = AsyncConsumer(
+            consumer_config(
+                self.bootstrap,
+                "oee-logscan",
+                **{
+                    # Reaching a partition's end is an event: how a range that ends in transaction markers
+                    # (which are never handed out as records) is known to be read to its end.
+                    "enable.partition.eof": True,
+                    # Big enough for 5,000-record batches from a few partitions, small enough to keep
+                    # memory flat.
+                    "fetch.max.bytes": 16 * 1024 * 1024,
+                    "max.partition.fetch.bytes": 2 * 1024 * 1024,
+                    "queued.max.messages.kbytes": 8 * 1024,  # what librdkafka prefetches: memory stays flat
+                },
+            ),
+            name="logscan",
         )
-        await self._consumer.start()
-        self._consumer.assign([self._tp(p) for p in self.partitions])
+        try:
+            every = await self._consumer.partitions(self.topic, 30.0)
+        except KafkaException as exc:
+            await self._consumer.close()
+            raise TopicMissing(f"topic {self.topic} does not exist ({exc.args[0]})") from exc
+        self.partitions = every if self.only is None else [p for p in every if p in self.only]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
-
-    def _tp(self, partition: int) -> TopicPartition:
-        return TopicPartition(self.topic, partition)
+            await self._consumer.close()
 
     @property
-    def consumer(self) -> AIOKafkaConsumer:
+    def consumer(self) -> AsyncConsumer:
         assert self._consumer is not None, "use `async with LogScan(...)`"
         return self._consumer
 
     async def end_offsets(self) -> dict[int, int]:
         """partition -> end offset (the last stable offset: what read_committed can read now)."""
-        ends = await self.consumer.end_offsets([self._tp(p) for p in self.partitions])
-        return {tp.partition: n for tp, n in ends.items()}
+        return {p: (await self.consumer.watermarks(self.topic, p))[1] for p in self.partitions}
 
     async def beginning_offsets(self) -> dict[int, int]:
-        starts = await self.consumer.beginning_offsets([self._tp(p) for p in self.partitions])
-        return {tp.partition: n for tp, n in starts.items()}
+        return {p: (await self.consumer.watermarks(self.topic, p))[0] for p in self.partitions}
 
     async def offsets_after(self, at: datetime) -> dict[int, int | None]:
         """partition -> first offset whose record timestamp is >= `at` (None: no such record yet)."""
         millis = int(at.timestamp() * 1000)
-        found = await self.consumer.offsets_for_times({self._tp(p): millis for p in self.partitions})
-        return {tp.partition: (None if o is None else o.offset) for tp, o in found.items()}
+        asked = [TopicPartition(self.topic, p, millis) for p in self.partitions]
+        found = await self.consumer.call(self.consumer.consumer.offsets_for_times, asked, 30.0)
+        return {tp.partition: (None if tp.offset < 0 else tp.offset) for tp in found}
 
     async def read(
         self, start: Mapping[int, int], end: Mapping[int, int]
@@ -100,30 +100,33 @@ class LogScan:
         """
         consumer = self.consumer
         todo = {p for p in end if start.get(p, 0) < end[p]}
-        for p in self.partitions:
-            tp = self._tp(p)
-            if p in todo:
-                consumer.seek(tp, start.get(p, 0))
-                consumer.resume(tp)
-            else:
-                consumer.pause(tp)
-        while todo:
-            batch = await consumer.getmany(
-                *[self._tp(p) for p in todo], timeout_ms=1000, max_records=self.batch_max
-            )
-            records: list[Record] = []
-            for tp, msgs in batch.items():
-                stop = end[tp.partition]
-                # aiokafka's records as they are (they have partition, offset, value): no copy per record.
-                records.extend(msgs if msgs[-1].offset < stop else (m for m in msgs if m.offset < stop))
-            reached: dict[int, int] = {}
-            for p in sorted(todo):
-                position = await consumer.position(self._tp(p))
-                if position >= end[p]:
-                    reached[p] = end[p]
-                    todo.discard(p)
-                    with contextlib.suppress(Exception):
-                        consumer.pause(self._tp(p))
-                else:
-                    reached[p] = position
-            yield records, reached
+        position = {p: start.get(p, 0) for p in todo}
+        # One assignment per range, at explicit offsets (it replaces the previous range's).
+        consumer.consumer.assign([TopicPartition(self.topic, p, position[p]) for p in sorted(todo)])
+        try:
+            while todo:
+                records: list[Record] = []
+                for msg in await consumer.batch(self.batch_max, 1.0):
+                    p = msg.partition()
+                    if p not in todo or p is None:
+                        continue  # reached already (a record fetched past the end, or a late event)
+                    err = msg.error()
+                    offset = msg.offset() or 0
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            position[p] = max(position[p], offset)
+                            continue
+                        raise KafkaException(err)
+                    position[p] = max(position[p], offset + 1)
+                    if offset < end[p]:
+                        records.append(LogRecord(p, offset, msg.value()))
+                reached: dict[int, int] = {}
+                for p in sorted(todo):
+                    if position[p] >= end[p]:
+                        reached[p] = end[p]
+                        todo.discard(p)
+                    else:
+                        reached[p] = position[p]
+                yield records, reached
+        finally:
+            consumer.consumer.assign([])

@@ -121,7 +121,7 @@ class FakeProducer:
         self._check()
         self.pending, self.offsets = [], {}
 
-    async def send(
+    def produce(
         self,
         topic: str,
         value: bytes | None,
@@ -129,13 +129,10 @@ class FakeProducer:
         key: bytes | None = None,
         partition: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[object]:
+    ) -> None:
         self._check()
         p = partition if partition is not None else self.broker.partition_of(key)
         self.pending.append(((topic, p), Written(key, value, list(headers or ()))))
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
         self._check()

@@ -1,5 +1,8 @@
 """The live source: one consumer per gateway process reading every partition of the event log.
 
+librdkafka's consumer (decision 0016): a record costs about a microsecond to fetch, and its polls run in
+the consumer's own thread, one hand-over per batch.
+
 Manual assignment, starting at the end, no consumer group and nothing committed: a gateway has no
 position worth keeping, since a reconnecting client says where it stands (`fromSeq`) and history fills the
 rest. `read_committed`, because the router appends in transactions and an aborted one must never reach a
@@ -14,13 +17,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from events.codec import EventDecodeError, decode
 from services.gateway.frames import Item, item_for
 from services.gateway.hub import Hub
 from services.gateway.recent import RecentEvents
+from services.rdkafka.config import consumer_config
+from services.rdkafka.consumer import AsyncConsumer
 
 log = logging.getLogger("oee.gateway")
 
@@ -41,16 +45,17 @@ class LogTail:
         self.last_event_at = 0.0  # wall clock of the last event read
         self.lag_s = 0.0  # how long the last batch's newest record had been in the log when read
         self._recent_events = recent_events
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="latest",
-            client_id="oee-gateway-tail",
-            # The broker answers a fetch as soon as data is committed; this only bounds an idle wait.
-            fetch_max_wait_ms=100,
+        self._config = consumer_config(
+            bootstrap,
+            "oee-gateway-tail",
+            **{
+                # The broker answers a fetch as soon as committed data is there (fetch.min.bytes 1); this
+                # bounds an idle wait only, so a quiet log costs the broker two fetches a second, not ten.
+                "fetch.wait.max.ms": 500,
+                "topic.metadata.refresh.sparse": True,
+            },
         )
+        self._consumer: AsyncConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -61,7 +66,8 @@ class LogTail:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.close()
 
     @property
     def failed(self) -> BaseException | None:
@@ -70,59 +76,58 @@ class LogTail:
         return None
 
     async def _run(self) -> None:
-        consumer = self._consumer
-        await _retry(consumer.start, "start the log tail")
-        partitions = await _retry(lambda: self._partitions(consumer), f"find topic {self.topic}")
-        tps = [TopicPartition(self.topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        self.recent = RecentEvents(self._recent_events // partitions)
-        for tp in tps:
-            self.recent.reset(tp.partition, await consumer.position(tp))
-        self.partitions = partitions
+        consumer = self._consumer = AsyncConsumer(self._config, name="gateway-tail")
+        partitions = await _retry(lambda: consumer.partitions(self.topic, 5.0), f"find topic {self.topic}")
+        # Explicit start offsets (the last stable offset of each partition): the recent window's invariant
+        # needs the exact offset the tail starts from.
+        ends = await _retry(lambda: self._ends(consumer, partitions), "read the log's end offsets")
+        consumer.consumer.assign([TopicPartition(self.topic, p, ends[p]) for p in partitions])
+        self.recent = RecentEvents(self._recent_events // len(partitions))
+        for p in partitions:
+            self.recent.reset(p, ends[p])
+        self.partitions = len(partitions)
         self.ready.set()
-        log.info("log tail positioned", extra={"topic": self.topic, "partitions": partitions})
+        log.info("log tail positioned", extra={"topic": self.topic, "partitions": self.partitions})
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            except Exception as exc:  # aiokafka retries connections itself; anything else: log, go on
+                messages = await consumer.batch(5000, 0.5)
+            except KafkaException as exc:  # librdkafka retries connections itself; anything else: log, go on
                 log.warning("log tail fetch failed: %r", exc)
                 await asyncio.sleep(1.0)
                 continue
             newest = 0
-            for tp, records in batches.items():
-                for record in records:
-                    item = self._item(tp.partition, record)
-                    if item is not None:
-                        self.recent.append(item)
-                        self.hub.publish(item)
-                newest = max(newest, records[-1].timestamp)
-            if batches:
+            for msg in messages:
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("log tail: %s", err.str())
+                    continue
+                item = self._item(msg)
+                if item is not None:
+                    self.recent.append(item)
+                    self.hub.publish(item)
+                newest = max(newest, msg.timestamp()[1])
+            if newest:
                 self.last_event_at = time.time()
                 self.lag_s = max(0.0, self.last_event_at - newest / 1000)
 
-    def _item(self, partition: int, record: ConsumerRecord[bytes, bytes]) -> Item | None:
+    async def _ends(self, consumer: AsyncConsumer, partitions: list[int]) -> dict[int, int]:
+        return {p: (await consumer.watermarks(self.topic, p, 5.0))[1] for p in partitions}
+
+    def _item(self, msg: Message) -> Item | None:
         self.events_read += 1
+        partition, offset = msg.partition() or 0, msg.offset() or 0
         try:
-            event = decode(record.value or b"")
+            event = decode(msg.value() or b"")
         except EventDecodeError as exc:
             # Not an event of this contract: no order stream can show it (the projector dead-letters it).
             self.undecodable += 1
             log.warning(
                 "undecodable record skipped",
-                extra={"partition": partition, "offset": record.offset, "reason": exc.reason[:200]},
+                extra={"partition": partition, "offset": offset, "reason": exc.reason[:200]},
             )
             return None
-        return item_for(event, partition, record.offset)
-
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> int:
-        # aiokafka has no public "fetch this topic's metadata now": `topics()` fetches but returns names only,
-        # and `partitions_for_topic` reads a cache that a manually assigned consumer does not fill yet.
-        cluster = await consumer._client.fetch_all_metadata()
-        found = cluster.partitions_for_topic(self.topic)
-        if not found:
-            raise LookupError(f"topic {self.topic} does not exist (yet)")
-        return len(found)
+        return item_for(event, partition, offset)
 
 
 async def _retry(

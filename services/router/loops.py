@@ -5,6 +5,7 @@ look-ups when they are due, the group's offsets of quiet partitions, and the ven
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -56,10 +57,11 @@ async def lookups(
     """Look up the submitted swaps that are due: every one after a (re)assignment, those without news for
     `reconcile_after_s`, those whose deadline (plus grace) passed, those whose venue did not answer before."""
     while True:
-        try:
-            await asyncio.wait_for(wake.wait(), options.reconcile_every_s)
-        except TimeoutError:
-            pass
+        # Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives as the wake-up
+        # completes, and this loop would then outlive the router's stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(options.reconcile_every_s):
+                await wake.wait()
         wake.clear()
         now = time.time()
         for worker in list(partitions.workers.values()):

@@ -108,7 +108,12 @@ class Partitions:
         new = [p for p in partitions if p not in self.workers and p not in self._recovering]
         for p in new:
             self._ready[p] = asyncio.Event()
-        await asyncio.gather(*(self._open(p) for p in new))
+        await asyncio.gather(*(self._open(p, announce=False) for p in new))
+        # Announced together once the whole assignment is open (its look-ups start then, in one sweep),
+        # not partition by partition while the others still restore.
+        for p in new:
+            if (worker := self.workers.get(p)) is not None:
+                self._on_opened(worker)
 
     async def close(self, p: int) -> None:
         async with self._locks[p]:
@@ -121,7 +126,7 @@ class Partitions:
                 async with worker.lock:
                     await _stop(worker.producer)
 
-    async def _open(self, p: int) -> None:
+    async def _open(self, p: int, *, announce: bool = True) -> None:
         async with self._locks[p]:
             ready = self._ready.get(p)
             if ready is None or p not in self.assigned:
@@ -155,7 +160,8 @@ class Partitions:
             "partition assigned",
             extra={"partition": p, "active": len(worker.active), "submitted": len(submitted)},
         )
-        self._on_opened(worker)
+        if announce:
+            self._on_opened(worker)
 
     # -- recovery -------------------------------------------------------------------------------------------
     def failed(self, failure: CommitFailed, requeue: Sequence[Outcome] = ()) -> asyncio.Task[None] | None:

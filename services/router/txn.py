@@ -1,30 +1,46 @@
-"""The transactional producer as the router uses it, and the one adapter that reaches into aiokafka.
+"""The transactional producer as the router uses it: the protocol the partition workers need, and its one
+implementation on librdkafka (confluent-kafka; decision 0016).
 
-`TxnProducer` is the whole surface the partition workers need: start (which runs `init_transactions`, so it
-fences a previous owner of the same transactional id), the transaction calls, and `can_abort`. The real one
-wraps `AIOKafkaProducer`; unit tests pass a fake with the same methods (`tests/unit/router_fakes.py`).
-
-aiokafka has no public way to ask whether the producer's transaction state is fatal (after which an abort
-is refused and the producer is useless): `can_abort` reads its private transaction manager, here only, and
-`tests/unit/test_router_txn.py` fails loudly if that attribute changes.
+`TxnProducer` is the whole surface: start (which runs `init_transactions`, so it fences a previous owner of
+the same transactional id and aborts its open transaction), the transaction calls, and `can_abort`.
+`produce` only enqueues a record: librdkafka's `commit_transaction` flushes the transaction's records first
+and fails (abortable) when any of them was refused, so a transaction is never committed without a record.
+The blocking calls (init, begin, send offsets, commit, abort) run in the producer's own thread, once per
+transaction. Unit tests pass a fake with the same methods (`tests/router_fakes.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionalIdAuthorizationFailed
 from aiokafka.structs import TopicPartition
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import TopicPartition as RdTopicPartition
+
+from services.rdkafka.config import producer_config
+from services.rdkafka.groupmeta import group_metadata
+from services.rdkafka.producer import AsyncProducer
 
 FENCED: tuple[type[BaseException], ...] = (
     ProducerFenced,
     InvalidProducerEpoch,
     TransactionalIdAuthorizationFailed,
 )
-"""Errors that mean another producer owns this transactional id now: its partition belongs to someone else."""
+"""aiokafka's errors that mean another producer owns this transactional id (the test fakes raise them)."""
+
+FENCED_CODES = frozenset(
+    {
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    }
+)
+"""librdkafka's codes for the same: its partition belongs to someone else now."""
+
+TXN_TIMEOUT_S = 30.0  # one blocking transactional call (librdkafka retries inside it)
 
 
 def is_fenced(exc: BaseException) -> bool:
@@ -33,6 +49,9 @@ def is_fenced(exc: BaseException) -> bool:
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, FENCED):
             return True
+        if isinstance(cause, KafkaException) and cause.args and isinstance(cause.args[0], KafkaError):
+            if cause.args[0].code() in FENCED_CODES:
+                return True
         seen.add(id(cause))
         cause = cause.__cause__
     return False
@@ -42,7 +61,7 @@ class TxnProducer(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def begin_transaction(self) -> None: ...
-    async def send(
+    def produce(
         self,
         topic: str,
         value: bytes | None,
@@ -50,7 +69,7 @@ class TxnProducer(Protocol):
         key: bytes | None = None,
         partition: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[object]: ...
+    ) -> None: ...
     async def send_offsets_to_transaction(
         self, offsets: dict[TopicPartition, int], group_id: str
     ) -> None: ...
@@ -60,33 +79,52 @@ class TxnProducer(Protocol):
 
 
 class KafkaTxnProducer:
-    """`TxnProducer` over aiokafka, configured for the router's transactions."""
+    """`TxnProducer` over librdkafka, configured for the router's transactions."""
 
     def __init__(self, bootstrap: str, transactional_id: str) -> None:
         self.transactional_id = transactional_id
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            transactional_id=transactional_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
-            # The broker answers CONCURRENT_TRANSACTIONS while the previous transaction of this id finishes;
-            # aiokafka's default 100 ms wait before retrying would add itself to most commits.
-            retry_backoff_ms=5,
-            request_timeout_ms=30_000,
-            transaction_timeout_ms=60_000,
+        self.config = producer_config(
+            bootstrap,
+            f"oee-router-{transactional_id.rsplit('.', 1)[-1]}",
+            **{
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": 60_000,
+                # The commit flushes regardless of linger; between commits records wait for it anyway.
+                "linger.ms": 5,
+                # The broker answers CONCURRENT_TRANSACTIONS while the previous transaction of this id
+                # finishes its markers: retry after milliseconds, not librdkafka's default 100 ms.
+                "retry.backoff.ms": 5,
+                "retry.backoff.max.ms": 100,
+                "topic.metadata.refresh.sparse": True,
+            },
         )
+        self._producer: AsyncProducer | None = None
+        self._fatal = False
+
+    @property
+    def _p(self) -> AsyncProducer:
+        if self._producer is None:
+            raise RuntimeError(f"producer {self.transactional_id} is not started")
+        return self._producer
 
     async def start(self) -> None:
-        await self._producer.start()
+        self._producer = AsyncProducer(
+            self.config, name=f"txn-{self.transactional_id.rsplit('.', 1)[-1]}", poll=False
+        )
+        await self._blocking(self._p.producer.init_transactions, TXN_TIMEOUT_S)
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.close(timeout_s=5.0)
 
     async def begin_transaction(self) -> None:
-        await self._producer.begin_transaction()
+        # No request to the broker, but librdkafka hands every transactional call to its main thread and
+        # waits for the answer, which can take milliseconds while that thread finishes the previous
+        # commit: not on the event loop.
+        await self._blocking(self._p.producer.begin_transaction)
 
-    async def send(
+    def produce(
         self,
         topic: str,
         value: bytes | None,
@@ -94,24 +132,43 @@ class KafkaTxnProducer:
         key: bytes | None = None,
         partition: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[object]:
-        return await self._producer.send(
-            topic, value, key=key, partition=partition, headers=list(headers) if headers else None
-        )
+    ) -> None:
+        try:
+            self._p.enqueue(topic, value, key, partition=partition, headers=headers)
+        except KafkaException as exc:
+            self._note(exc)
+            raise
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
-        await self._producer.send_offsets_to_transaction(offsets, group_id)
+        positions = [RdTopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
+        await self._blocking(
+            self._p.producer.send_offsets_to_transaction, positions, group_metadata(group_id), TXN_TIMEOUT_S
+        )
 
     async def commit_transaction(self) -> None:
-        await self._producer.commit_transaction()
+        await self._blocking(self._p.producer.commit_transaction, TXN_TIMEOUT_S)
 
     async def abort_transaction(self) -> None:
-        await self._producer.abort_transaction()
+        try:
+            await self._blocking(self._p.producer.abort_transaction, TXN_TIMEOUT_S)
+        except KafkaException as exc:
+            # No transaction open: the call being aborted (a commit whose caller was cancelled, at a stop)
+            # finished in its thread first. Nothing is left to abort; the state topic says what committed.
+            if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].code() == KafkaError._STATE:
+                return
+            raise
 
     def can_abort(self) -> bool:
-        return not fatal_state(self._producer)
+        return self._producer is not None and not self._fatal and self._producer.fatal is None
 
+    async def _blocking(self, fn: Callable[..., object], *args: object) -> None:
+        try:
+            await self._p.call(fn, *args)
+        except KafkaException as exc:
+            self._note(exc)
+            raise
 
-def fatal_state(producer: AIOKafkaProducer) -> bool:
-    """True once aiokafka put the producer's transactions in its fatal state (no abort possible)."""
-    return bool(producer._txn_manager.is_fatal_error())
+    def _note(self, exc: KafkaException) -> None:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.fatal():
+            self._fatal = True  # librdkafka refuses every call now, abort included

@@ -228,58 +228,39 @@ class PartitionWorker:
         producer = self.producer
         await producer.begin_transaction()
         try:
-            sends = []
             for event in out.events:
-                sends.append(
-                    await producer.send(
-                        self.topics.events, encode(event), key=key_for(event), headers=headers_for(event)
-                    )
+                producer.produce(
+                    self.topics.events, encode(event), key=key_for(event), headers=headers_for(event)
                 )
             for tracked in out.states:
-                key = tracked.order_id.encode()
                 # Pinned to this worker's partition: its restore reads exactly this partition back.
-                sends.append(
-                    await producer.send(
-                        self.state_topic, encode_tracked(tracked), key=key, partition=self.partition
-                    )
+                producer.produce(
+                    self.state_topic,
+                    encode_tracked(tracked),
+                    key=tracked.order_id.encode(),
+                    partition=self.partition,
                 )
             for order_id, value in out.resting:
                 # Pinned like the state: a tombstone lands in the partition of the record it removes.
-                sends.append(
-                    await producer.send(
-                        self.topics.resting, value, key=order_id.encode(), partition=self.partition
-                    )
-                )
+                producer.produce(self.topics.resting, value, key=order_id.encode(), partition=self.partition)
             for record, reason in out.dead:
                 headers = dead_letter_headers(
                     self.topics.requests, record.partition, record.offset, reason, list(record.headers)
                 )
-                sends.append(
-                    await producer.send(
-                        self.topics.dead_letters, record.value, key=record.key, headers=headers
-                    )
-                )
+                producer.produce(self.topics.dead_letters, record.value, key=record.key, headers=headers)
                 log.warning(
                     "intake record dead-lettered",
                     extra={"partition": record.partition, "offset": record.offset, "reason": reason},
                 )
             if position is not None:
-                sends.append(
-                    await producer.send(
-                        self.state_topic,
-                        encode_position(position),
-                        key=POSITION_KEY,
-                        partition=self.partition,
-                    )
+                producer.produce(
+                    self.state_topic, encode_position(position), key=POSITION_KEY, partition=self.partition
                 )
             if offsets is not None:
                 tp = TopicPartition(self.topics.requests, self.partition)
                 await producer.send_offsets_to_transaction({tp: offsets}, self.group_id)
-            # Every record must be written before the commit: aiokafka would commit a transaction in which
-            # a batch failed (too large, say) without it. A failed send fails the transaction here instead.
-            for result in await asyncio.gather(*sends, return_exceptions=True):
-                if isinstance(result, BaseException):
-                    raise result
+            # The commit delivers every record first and fails when any was refused (too large, say): a
+            # transaction is never committed without one of its records.
             await producer.commit_transaction()
         except BaseException:
             if producer.can_abort():

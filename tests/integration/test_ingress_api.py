@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from confluent_kafka import KafkaError
 from starlette.applications import Starlette
 
 from events.codec import decode
@@ -231,19 +232,18 @@ async def test_a_send_past_its_deadline_is_a_503_never_a_201(infra: Settings, to
     assert {r.key for r in records} == {ok.json()["orderId"].encode()}
 
 
-async def test_a_producer_whose_sender_died_is_replaced(infra: Settings, topics: Topics) -> None:
+async def test_a_producer_with_a_fatal_error_is_replaced(infra: Settings, topics: Topics) -> None:
     settings = settings_for(infra, topics)
     async with serving(settings) as (app, client):
         assert (await client.post(URL, json=SEED_SELL_SOL)).status_code == 201
-        # What a fatal producer error (OutOfOrderSequenceNumber after a broker restart) leaves behind:
-        # a producer whose sender task has ended, so nothing sent through it would ever be delivered.
-        sender_task = app.state.ingress.publisher._producer._sender.sender_task
-        sender_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender_task
+        # What librdkafka reports when an idempotent producer can no longer write (its sequence refused
+        # after a broker lost its log, say): a fatal error, after which nothing it holds is ever delivered.
+        producer = app.state.ingress.publisher._producer
+        producer._error(KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "injected", fatal=True))
         r = await client.post(URL, json=SEED_SELL_SOL)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         await asyncio.wait_for(app.state.ingress.publisher.wait_connected(), 30)
+        assert app.state.ingress.publisher._producer is not producer
         ok = await client.post(URL, json=SEED_BUY_SOL)
         assert ok.status_code == 201
     assert_logged(await read_topic(settings, topics.requests), ok.json())

@@ -282,6 +282,8 @@ def test_key_derived_order_ids_are_stable_uuids_per_account() -> None:
 def test_the_producer_is_durable_and_idempotent() -> None:
     publisher = Publisher("127.0.0.1:9092", "t", request_timeout_ms=4000, linger_ms=2)
     assert publisher.config["acks"] == "all"
-    assert publisher.config["enable_idempotence"] is True
-    assert publisher.config["linger_ms"] == 2
-    assert publisher.config["request_timeout_ms"] == 4000
+    assert publisher.config["enable.idempotence"] is True
+    assert publisher.config["linger.ms"] == 2
+    assert publisher.config["request.timeout.ms"] == 4000
+    # Keys land where aiokafka and the Java client put them (tests/integration/test_rdkafka_partitioner.py).
+    assert publisher.config["partitioner"] == "murmur2_random"

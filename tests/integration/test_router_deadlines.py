@@ -171,9 +171,11 @@ async def test_ten_thousand_and_one_swaps_awaiting_reconciliation_all_end_after_
         for venue in venues.values():
             venue.lose_submits = False
             venue.status_calls.clear()
+        # The reader starts first: the successor looks its swaps up as soon as it holds its partitions,
+        # and the venue settles them within a second, so it is counted the moment it took them over.
         async with (
-            running(infra, topics, venues, options) as successor,
             LogReader(infra.bootstrap_servers, topics.events) as log,
+            running(infra, topics, venues, options) as successor,
         ):
             assert sum(len(w.active) for w in successor.workers.values()) == len(orders)
             await log.wait_terminal([o.order_id for o in orders], 240)
