@@ -278,6 +278,12 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
+    # CPython 3.11 before 3.11.8 (this machine has 3.11.7) shares the AST constructor's recursion counter
+    # between threads (cpython#106905): pytest parsing a failed test's source while another thread formats a
+    # traceback (3.11 parses each line's segment to draw its ^^^ carets) crashes the whole run with
+    # "SystemError: AST constructor recursion depth mismatch", hiding every later result. Without column
+    # ranges in code objects no traceback parses anything; pytest's own parse then has the counter alone.
+    os.environ.setdefault("PYTHONNODEBUGRANGES", "1")
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
 
 
