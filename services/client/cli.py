@@ -114,7 +114,10 @@ async def _run(url: str, args: argparse.Namespace, out: TextIO) -> int:
                 await _watch(api, args.order_id, args.from_seq, args.json, out)
             case "cancel":
                 answer = await api.cancel(args.order_id)
-                _json(answer, out) if args.json else print(f"cancel requested: {answer}", file=out)
+                if args.json:
+                    _json(answer, out)
+                else:
+                    print(f"{answer.order_id} {answer.status}: cancel {answer.cancel}", file=out)
     return 0
 
 

@@ -29,7 +29,16 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.client.errors import ApiError, NotSupported, StreamFailed, Unreachable
-from services.spec.wire import ErrorBody, Order, OrderAccepted, OrderEvents, OrderPage, OrderRequest, Side
+from services.spec.wire import (
+    CancelAccepted,
+    ErrorBody,
+    Order,
+    OrderAccepted,
+    OrderEvents,
+    OrderPage,
+    OrderRequest,
+    Side,
+)
 
 T = TypeVar("T")
 
@@ -151,17 +160,16 @@ class AsyncClient:
         """GET /api/orders/{id}/events: the order's events as the log has them."""
         return self._decode(await self._request("GET", f"/api/orders/{order_id}/events"), OrderEvents)
 
-    async def cancel(self, order_id: str) -> dict[str, Any]:
-        """DELETE /api/orders/{id}: ask to cancel an order. `NotSupported` from a server without cancels."""
+    async def cancel(self, order_id: str) -> CancelAccepted:
+        """DELETE /api/orders/{id}: ask to cancel an order (202: `cancel` is `requested`, or says why there is
+        nothing to cancel). The order's own events say how it ended (`OrderCancelled`, or
+        `OrderCancelRefused` once submitted). `NotSupported` from a server without cancels."""
         response = await self._request("DELETE", f"/api/orders/{order_id}")
         if response.status_code in (405, 501) or (
             response.status_code == 404 and not _names_the_order(response, order_id)
         ):
             raise NotSupported(response.status_code, "cancelling orders is not supported by this server")
-        result: dict[str, Any] = self._decode(
-            response, dict, response.status_code if response.is_success else 200
-        )
-        return result
+        return self._decode(response, CancelAccepted, 202)
 
     # -- streams ------------------------------------------------------------------------------------------
     async def watch(

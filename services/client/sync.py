@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from services.client.client import AsyncClient, Frame
-from services.spec.wire import Order, OrderAccepted, OrderEvents, OrderPage, Side
+from services.spec.wire import CancelAccepted, Order, OrderAccepted, OrderEvents, OrderPage, Side
 
 
 class Client:
@@ -78,7 +78,7 @@ class Client:
     def events(self, order_id: str) -> OrderEvents:
         return self._runner.run(self._async.events(order_id))
 
-    def cancel(self, order_id: str) -> dict[str, Any]:
+    def cancel(self, order_id: str) -> CancelAccepted:
         return self._runner.run(self._async.cancel(order_id))
 
     def watch(self, order_id: str, *, from_seq: int = 0, keep_open: bool = False) -> Iterator[Frame]:

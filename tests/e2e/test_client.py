@@ -17,7 +17,7 @@ import pytest
 
 from events.topics import Topics
 from services.accounts import store
-from services.client import ApiError, AsyncClient, Client, NotSupported
+from services.client import ApiError, AsyncClient, Client
 from services.config import Settings
 from tests.e2e.harness import Proc, free_port, service, wait_http, wait_log
 
@@ -102,8 +102,12 @@ async def test_the_client_places_watches_reads_and_lists_an_order(running: Runni
         with pytest.raises(ApiError) as missing:
             await api.get("0b6f3e9a-2d1c-4f7e-9a53-8c1d2e4f5a6b")
         assert missing.value.status == 404
-        with pytest.raises(NotSupported, match="not supported by this server"):
-            await api.cancel(accepted.order_id)
+        ended = await api.cancel(accepted.order_id)  # confirmed already: nothing to cancel, nothing appended
+        assert ended.status == "confirmed" and ended.cancel.startswith("nothing to cancel")
+        assert ended.request_id is None
+        with pytest.raises(ApiError) as unknown:
+            await api.cancel("0b6f3e9a-2d1c-4f7e-9a53-8c1d2e4f5a6b")
+        assert unknown.value.status == 404
     async with AsyncClient(running.url, api_key="") as anonymous:
         with pytest.raises(ApiError) as unauthorized:
             await anonymous.list()
@@ -147,7 +151,7 @@ async def test_oee_order_trades_from_a_terminal(running: Running) -> None:
         "bad order": (("place", "sell", "-1", "SOL", "USDC"), None, "400"),
         "no key": (("list",), "", "401"),
         "unknown order": (("get", "0b6f3e9a-2d1c-4f7e-9a53-8c1d2e4f5a6b"), None, "404"),
-        "no cancel here": (("cancel", order_id), None, "not supported by this server"),
+        "cancel of an unknown order": (("cancel", "0b6f3e9a-2d1c-4f7e-9a53-8c1d2e4f5a6b"), None, "404"),
     }
     for what, (args, key, expected) in cases.items():
         failed = await asyncio.to_thread(running.oee, *args, key=key)
