@@ -44,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import Any
 
@@ -389,18 +391,42 @@ def main() -> None:
 
     from .market import KafkaMarketSink
 
+    # Bound before anything starts: an address this machine does not have is one clear line and uvicorn's
+    # "could not start" code (3), not a lifespan that opened a broker connection and then had to drop it.
+    try:
+        sock = _listening(config.host, config.port)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        print(f"oee venue: cannot listen on {config.host}:{config.port}: {reason}", file=sys.stderr)
+        raise SystemExit(3) from None
     sink = KafkaMarketSink(settings.bootstrap_servers, Topics.with_prefix(settings.topic_prefix).market_data)
     app = create_app(config=config, tokens=settings.tokens, market=sink)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_config=None,  # uvicorn's loggers go through the root handler `logs.setup` installed
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
-        timeout_graceful_shutdown=3,  # settlement feeds never end on their own
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_config=None,  # uvicorn's loggers go through the root handler `logs.setup` installed
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=3,  # settlement feeds never end on their own
+        )
     )
+    server.run(sockets=[sock])
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn would bind it (SO_REUSEADDR), not yet listening."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 if __name__ == "__main__":
