@@ -140,9 +140,19 @@ async def test_an_engine_killed_between_an_event_and_its_request_fires_the_order
     assert ignored() >= before
 
 
+@pytest.fixture
+async def slow_venues() -> AsyncIterator[dict[str, FaultyVenue]]:
+    # Swaps settle 3 s after their submit: every cancel below reaches its order's owner before its order
+    # could end, so a cancel that loses the race to the trigger is refused (not ignored as too late).
+    made = sim_venues(latency=3.0)
+    yield made
+    await close_venues(made)
+
+
 async def test_a_cancel_racing_a_trigger_ends_in_exactly_one_of_the_two(
-    infra: Settings, topics: Topics, venues: dict[str, FaultyVenue]
+    infra: Settings, topics: Topics, slow_venues: dict[str, FaultyVenue]
 ) -> None:
+    venues = slow_venues
     orders = [limit_request("sell", 151.0, 1.0) for _ in range(40)]
     async with router(infra, topics, venues), engine_running(infra.bootstrap_servers, topics) as engine:
         async with LogReader(infra.bootstrap_servers, topics.events) as log:
