@@ -99,6 +99,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     from services.ingress.options import INGRESS_ENV_VARS
     from services.lag.config import LAG_ENV_VARS
     from services.metrics import METRICS_ENV_VARS
+    from services.stack.lineup import LINEUP_ENV_VARS
     from services.stack.supervisor_options import SUPERVISOR_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
 
@@ -112,6 +113,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
         **LAG_ENV_VARS,
         **METRICS_ENV_VARS,
         **SUPERVISOR_ENV_VARS,
+        **LINEUP_ENV_VARS,
     }
 
 
