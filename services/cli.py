@@ -12,6 +12,7 @@ oee api | router | venue | projector  one service in the foreground (`up` starts
 oee gateway                          the WebSocket gateway alone, for scale-out (`api` mounts it too)
 oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables, verify, swap
 oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
+oee drill [--orders N] [--rounds R] ...  the chaos drill on a three-broker stack of its own (docs/drill.md)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from services.stack.procs import StackError
 # Every subcommand, so compose.yaml and the docs can be checked against what exists.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
-    "projector", "rebuild", "gateway", "lag", "accounts", "supervise",
+    "projector", "rebuild", "gateway", "lag", "accounts", "supervise", "drill",
 )  # fmt: skip
 
 
@@ -241,6 +242,18 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     return run(_settings(), args)
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from services.drill.options import from_args
+    from services.drill.runner import DrillError, main
+
+    options = from_args(args)
+    try:
+        return main(options)
+    except DrillError as exc:
+        print(f"oee drill: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
@@ -307,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     from services.accounts.cli import add_arguments as accounts_arguments
 
     accounts_arguments(p)
+    p = add(
+        "drill", cmd_drill, "the chaos drill: orders, subscribers and faults on a stack of its own, checked"
+    )
+    from services.drill.options import add_arguments as drill_arguments
+
+    drill_arguments(p)
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
