@@ -38,6 +38,7 @@ class Posting:
     order_deadline_s: float = 300.0
     concurrency: int = 64
     answers: Counter[str] = field(default_factory=Counter)
+    acked_by: Counter[str] = field(default_factory=Counter)  # 201s per API base URL
     refused: list[str] = field(default_factory=list)  # a 4xx that retrying cannot change
     gave_up: int = 0
     released: int = 0
@@ -81,7 +82,8 @@ class Posting:
         try:
             async with self._gate:
                 while time.monotonic() < deadline:
-                    url = f"{self.apis[api % len(self.apis)]}/api/orders/execute"
+                    base = self.apis[api % len(self.apis)]
+                    url = f"{base}/api/orders/execute"
                     try:
                         async with self._session.post(url, data=body, headers=headers) as response:
                             status, payload = response.status, await response.read()
@@ -91,6 +93,7 @@ class Posting:
                     else:
                         self.answers[str(status)] += 1
                         if status == 201:
+                            self.acked_by[base] += 1
                             answer = orjson.loads(payload)
                             self.on_ack(answer["orderId"], int(answer["position"]["partition"]), time.time())
                             return

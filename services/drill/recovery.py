@@ -50,6 +50,16 @@ class Completions:
             return None
         return max(v for v in views if v is not None)
 
+    def first_views(self, injected_at: float) -> dict[str, float | None]:
+        """Per view, how long after the injection it first showed the end of an order acknowledged after
+        it (which part of the system came back last)."""
+        after = [o for o, (_, at) in self.acked.items() if at >= injected_at]
+        out: dict[str, float | None] = {}
+        for view, seen in (("log", self.logged), ("projection", self.projected), ("stream", self.streamed)):
+            times = [seen[o] for o in after if o in seen]
+            out[view] = min(times) - injected_at if times else None
+        return out
+
     def recovered(self, injected_at: float) -> Recovered:
         first: float | None = None
         per_partition: list[float | None] = []

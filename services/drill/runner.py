@@ -208,12 +208,15 @@ class Drill:
             self.faults.append(record)
             progress.done += 1
             measured = self.completions.recovered(record.injected_at)
+            views = ", ".join(
+                f"{k} {_s(v)}" for k, v in self.completions.first_views(record.injected_at).items()
+            )
             self.say(
                 f"{self.elapsed()} {kind:<20} {record.target:<36} "
                 + (
                     f"FAILED: {record.error}"
                     if record.error
-                    else f"recovered: first {_s(measured.first_s)}, every partition {_s(measured.all_s)}"
+                    else f"recovered: first {_s(measured.first_s)} ({views}), every partition {_s(measured.all_s)}"
                     + (f"  NOT RECOVERED: {record.unrecovered}" if record.unrecovered else "")
                 )
                 + f"; {len(self.completions.acked)}/{self.options.orders} acknowledged"

@@ -14,7 +14,7 @@ What must be zero, and how each is counted (one order counts once per line, what
   settled, or a venue swap for an order the log does not have;
 - **projection != fold**: the `orders` row differs from the checker's fold of the log, the `order_events`
   rows differ from the log's events, or a row has no order in the log;
-- **WebSocket gaps**: a subscriber's frames of an order differ from the log's events (a missing, repeated,
+- **WebSocket gaps**: a subscriber's frames of an order the log has differ from its events (a missing, repeated,
   reordered or unknown seq, or a stream that never reached its terminal frame);
 - **faults not injected**: an injection that failed, or a kind of the plan never injected;
 - **not recovered**: a fault after which no acknowledged order completed within the drill's deadline.
@@ -211,6 +211,8 @@ def _projection(ev: Evidence, verdict: Verdict) -> None:
 def _streams(ev: Evidence, verdict: Verdict) -> None:
     for stream in ev.streams:
         events = ev.events.get(stream.order_id, [])
+        if not events:
+            continue  # an order the log does not have is lost (its own line), not a gap in a stream
         expected = tuple((e.seq, e.type) for e in {e.seq: e for e in reversed(events)}.values())[::-1]
         if stream.frames != expected or not stream.ended:
             got = [seq for seq, _ in stream.frames]
