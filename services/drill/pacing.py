@@ -2,8 +2,8 @@
 
 The orders must flow through every fault (a fault with no order after it says nothing), so the rate is
 re-planned as the drill goes: the orders not yet released over the time the remaining faults should still
-take, plus a tail after the last one. When the faults run late (a slow recovery), the rate drops; when
-they are all done, the rest goes out at the ceiling.
+take plus a tail, so that some are left for after the last one. When the faults run late (a slow
+recovery), the rate drops; when they are all done, the rest goes out at the ceiling.
 """
 
 from __future__ import annotations
@@ -22,6 +22,6 @@ class Pacing:
         if remaining_orders <= 0:
             return 0.0
         if faults_left == 0:
-            return min(self.ceiling, max(self.floor, remaining_orders / self.tail_s))
+            return self.ceiling  # the orders kept for after the last fault: all of them now
         wanted = remaining_orders / max(remaining_fault_s + self.tail_s, 1.0)
         return min(self.ceiling, max(self.floor, wanted))

@@ -26,6 +26,7 @@ def test_orders_are_spread_over_the_remaining_faults_then_released_quickly() -> 
     assert pace.rate(1000, remaining_fault_s=90, faults_left=9) == pytest.approx(10.0)
     assert pace.rate(10, remaining_fault_s=990, faults_left=9) == 0.5, "never below the floor"
     assert pace.rate(10_000, remaining_fault_s=0, faults_left=0) == 25, "never above the ceiling"
+    assert pace.rate(5, remaining_fault_s=0, faults_left=0) == 25, "after the last fault: the rest at once"
     assert pace.rate(0, remaining_fault_s=10, faults_left=1) == 0.0
 
 
