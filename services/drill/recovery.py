@@ -56,7 +56,7 @@ class Completions:
         after = [o for o, (_, at) in self.acked.items() if at >= injected_at]
         out: dict[str, float | None] = {}
         for view, seen in (("log", self.logged), ("projection", self.projected), ("stream", self.streamed)):
-            times = [seen[o] for o in after if o in seen]
+            times = [seen[o] for o in after if o in seen and seen[o] >= injected_at]
             out[view] = min(times) - injected_at if times else None
         return out
 
@@ -69,7 +69,9 @@ class Completions:
                 if at < injected_at:
                     continue
                 done = self.complete_at(order_id)
-                if done is not None and (earliest is None or done < earliest):
+                # A 201 after the fault can answer a retry of an order that had already completed before it
+                # (its first attempt's answer was lost): that says nothing about the recovery.
+                if done is not None and done >= injected_at and (earliest is None or done < earliest):
                     earliest = done
             per_partition.append(earliest)
             if earliest is not None and (first is None or earliest < first):
