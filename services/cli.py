@@ -246,10 +246,9 @@ def cmd_drill(args: argparse.Namespace) -> int:
     from services.drill.options import from_args
     from services.drill.runner import DrillError, main
 
-    options = from_args(args)
     try:
-        return main(options)
-    except DrillError as exc:
+        return main(from_args(args))
+    except (DrillError, config.ConfigError) as exc:  # 2: no verdict (1 is a drill that found something)
         print(f"oee drill: {exc}", file=sys.stderr)
         return 2
 
