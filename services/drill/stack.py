@@ -6,7 +6,6 @@ a drill kills things). The routers reach the venue through the drill's reply-dro
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from services import config
 from services.config import Settings
 from services.stack import manager
+from services.stack.ports import free_port, free_port_block
 
 # Variables of the environment the drill's stack must not inherit: it runs its own of each.
 NOT_INHERITED = (
@@ -25,33 +25,6 @@ NOT_INHERITED = (
     "VENUE_URL",
     "VENUE_LEDGER_PATH",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_block(count: int, attempts: int = 200) -> int:
-    """A port p such that p .. p+count-1 are all free now (a cluster's nodes, API n, take consecutive ports)."""
-    for _ in range(attempts):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        held = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)  # before bind: a refused one is closed too
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no block of {count} free ports found")
 
 
 @dataclass

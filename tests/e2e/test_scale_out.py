@@ -18,7 +18,7 @@ from events.topics import Topics
 from services.config import Settings
 from services.drill.ledgers import journal_paths, read_swaps
 from services.drill.load import Posting
-from services.drill.stack import free_port_block
+from services.stack.ports import free_port_block
 from tests.e2e.harness import LogReader, assert_lifecycle, service
 from tests.e2e.stackrun import StackRun
 
