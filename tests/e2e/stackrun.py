@@ -30,8 +30,9 @@ from typing import Any
 from services import config
 from services.config import Settings
 from services.stack import kafka, manager
-from services.stack.ports import free_port, free_port_block
+from services.stack.ports import free_port_block
 from services.stack.topics import partition_leaders
+from tests.e2e.harness import free_port
 
 Component = dict[str, Any]
 
@@ -53,6 +54,8 @@ class StackRun:
         """A stack under `root`. `shared_kafka`/`shared_database` use those instead of starting our own
         (with a topic prefix of this run's own); `extra` sets or overrides variables."""
         env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        # The brokers' ports outside the ephemeral range: a node connecting to a peer not yet listening can
+        # otherwise be connected to itself (services/stack/ports.py).
         base = free_port_block(2 * brokers)
         env.update(
             OEE_STATE_DIR=str(root / "state"),
