@@ -18,8 +18,8 @@ from services.drill.plan import KINDS
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 SHORT = (
-    "--orders", "300", "--rounds", "1", "--interval-s", "6", "--broker-pause-s", "10",
-    "--postgres-down-s", "4", "--drop-replies-s", "5", "--partitions", "6", "--subscribers", "50",
+    "--orders", "300", "--rounds", "1", "--interval-s", "4", "--broker-pause-s", "8",
+    "--postgres-down-s", "3", "--drop-replies-s", "4", "--partitions", "6", "--subscribers", "50",
     "--venue-latency-ms", "200-500",
 )  # fmt: skip
 
