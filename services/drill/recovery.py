@@ -50,10 +50,22 @@ class Completions:
             return None
         return max(v for v in views if v is not None)
 
+    def completed_after(self, order_id: str, t: float) -> float | None:
+        """When the order became complete, if every view showed its end after `t` (a 201 after a fault can
+        answer the retry of an order whose terminal event was written before it: that shows no recovery)."""
+        done = self.complete_at(order_id)
+        if done is None or self.logged.get(order_id, 0.0) < t:
+            return None
+        return done
+
     def first_views(self, injected_at: float) -> dict[str, float | None]:
         """Per view, how long after the injection it first showed the end of an order acknowledged after
         it (which part of the system came back last)."""
-        after = [o for o, (_, at) in self.acked.items() if at >= injected_at]
+        after = [
+            o
+            for o, (_, at) in self.acked.items()
+            if at >= injected_at and self.logged.get(o, at) >= injected_at
+        ]
         out: dict[str, float | None] = {}
         for view, seen in (("log", self.logged), ("projection", self.projected), ("stream", self.streamed)):
             times = [seen[o] for o in after if o in seen and seen[o] >= injected_at]
@@ -68,10 +80,8 @@ class Completions:
             for at, order_id in self._by_partition.get(p, ()):
                 if at < injected_at:
                     continue
-                done = self.complete_at(order_id)
-                # A 201 after the fault can answer a retry of an order that had already completed before it
-                # (its first attempt's answer was lost): that says nothing about the recovery.
-                if done is not None and done >= injected_at and (earliest is None or done < earliest):
+                done = self.completed_after(order_id, injected_at)
+                if done is not None and (earliest is None or done < earliest):
                     earliest = done
             per_partition.append(earliest)
             if earliest is not None and (first is None or earliest < first):
