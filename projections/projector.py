@@ -40,6 +40,10 @@ log = logging.getLogger("oee.projector")
 
 _STATS_EVERY_S = 10.0
 _KAFKA_COMMIT_EVERY_S = 1.0
+# The Kafka offsets are for lag tools only: a forced commit (revocation, stop) waits this long at most, and an
+# ordinary one is never waited for. A paused broker holding the group's coordinator once held the projection
+# loop for the whole pause, as long as the commit's request timeout.
+_KAFKA_COMMIT_WAIT_S = 5.0
 
 
 def group_id(settings: Settings) -> str:
@@ -82,6 +86,7 @@ class Projector:
         self._fatal: BaseException | None = None  # aiokafka only logs a failing rebalance callback
         self._last_write = 0.0
         self._last_kafka_commit = 0.0
+        self._kafka_commit: asyncio.Task[None] | None = None  # the lag tools' offset commit in flight
         self._last_stats = time.monotonic()
         self._stats_mark = 0
 
@@ -124,6 +129,9 @@ class Projector:
         finally:
             with contextlib.suppress(Exception):
                 await self._commit_kafka(force=True)
+            if self._kafka_commit is not None:
+                self._kafka_commit.cancel()
+                await asyncio.gather(self._kafka_commit, return_exceptions=True)
             await consumer.stop()
             await self.db.close()
             log.info("stopped after %d batches (%d events applied)", self.stats.batches, self.stats.applied)
@@ -233,18 +241,32 @@ class Projector:
             self._last_stats, self._stats_mark = now, self.stats.applied
 
     async def _commit_kafka(self, force: bool = False, partitions: list[int] | None = None) -> None:
-        """Mirror the stored positions into the group's Kafka offsets, for lag tools only (never read back)."""
+        """Mirror the stored positions into the group's Kafka offsets, for lag tools only (never read back).
+        In the background: the projection never waits on the group coordinator (a forced commit, at a
+        revocation or a stop, waits `_KAFKA_COMMIT_WAIT_S` at most), and a commit still in flight is not
+        followed by another."""
         now = time.monotonic()
         if self._consumer is None or (not force and now - self._last_kafka_commit < _KAFKA_COMMIT_EVERY_S):
+            return
+        if not force and self._kafka_commit is not None and not self._kafka_commit.done():
             return
         self._last_kafka_commit = now
         wanted = self.expected if partitions is None else {p: self.expected.get(p) for p in partitions}
         offsets = {TopicPartition(self.topic, p): n for p, n in wanted.items() if n is not None}
-        if offsets:
-            try:
-                await self._consumer.commit(offsets)
-            except (KafkaError, IllegalStateError) as exc:
-                log.debug("kafka offset commit skipped: %r", exc)
+        if not offsets:
+            return
+        task = asyncio.create_task(self._commit_offsets(self._consumer, offsets))
+        self._kafka_commit = task
+        if force:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), _KAFKA_COMMIT_WAIT_S)
+
+    @staticmethod
+    async def _commit_offsets(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (KafkaError, IllegalStateError) as exc:
+            log.debug("kafka offset commit skipped: %r", exc)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """Seek each new partition to the position stored in Postgres (the beginning when there is none)."""

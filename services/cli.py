@@ -14,6 +14,7 @@ oee rebuild [--dry-run] [--until T --schema S]  replay the log into fresh tables
 oee accounts create NAME [--operator] | key NAME | list | revoke KEY_ID | disable NAME | enable NAME
 oee order place|get|list|watch|cancel  trade through the API (OEE_API_KEY under AUTH=keys)
 oee deadletters list|show ID|replay ID what failed, why, from where; replay once the cause is fixed
+oee drill [--orders N] [--rounds R] ...  the chaos drill on a three-broker stack of its own (docs/drill.md)
 oee --version                         the installed version
 
 A command that cannot reach the broker, the database or the API says so in one line on stderr and exits 1
@@ -38,6 +39,7 @@ from services.stack.procs import StackError
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
     "projector", "rebuild", "gateway", "lag", "accounts", "supervise", "order", "deadletters", "triggers",
+    "drill",
 )  # fmt: skip
 
 
@@ -276,6 +278,17 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     return run(_settings(), args)
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from services.drill.options import from_args
+    from services.drill.runner import DrillError, main
+
+    try:
+        return main(from_args(args))
+    except (DrillError, config.ConfigError) as exc:  # 2: no verdict (1 is a drill that found something)
+        print(f"oee drill: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
     # CPython 3.11 before 3.11.8 (this machine has 3.11.7) shares the AST constructor's recursion counter
@@ -364,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     from services.deadletters.cli import add_arguments as deadletter_arguments
 
     deadletter_arguments(p)
+
+
+    p = add(
+        "drill", cmd_drill, "the chaos drill: orders, subscribers and faults on a stack of its own, checked"
+    )
+    from services.drill.options import add_arguments as drill_arguments
+
+    drill_arguments(p)
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"

@@ -109,6 +109,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
     from services.metrics import METRICS_ENV_VARS
     from services.query.options import QUERY_ENV_VARS
     from services.serving.limits import HTTP_ENV_VARS
+    from services.stack.lineup import LINEUP_ENV_VARS
     from services.stack.supervisor_options import SUPERVISOR_ENV_VARS
     from services.triggers.options import TRIGGERS_ENV_VARS
     from services.venue.config import VENUE_ENV_VARS
@@ -126,6 +127,7 @@ def all_env_vars() -> dict[str, tuple[str, str]]:
         **HTTP_ENV_VARS,
         **QUERY_ENV_VARS,
         **TRIGGERS_ENV_VARS,
+        **LINEUP_ENV_VARS,
     }
 
 

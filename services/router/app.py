@@ -17,10 +17,11 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from events.topics import Topics
 from services import config
@@ -62,6 +63,7 @@ def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int
     )
     intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
     _leave_offsets_to_transactions(app)
+    core.rewind = _rewinder(app, topics.requests)
 
     batcher = Batcher(core.handle, batch_max, pending_max=4 * batch_max)
 
@@ -103,6 +105,22 @@ def _leave_offsets_to_transactions(app: faust.App) -> None:
         return True
 
     app.consumer._commit = commit_nothing  # type: ignore[attr-defined]
+
+
+def _rewinder(app: faust.App, topic: str) -> Callable[[int, int], Awaitable[bool]]:
+    """How the core makes Faust's consumer read intake partition p again from an offset (`seek_wait`, which
+    seeks in the consumer's own thread and moves Faust's read offset with it). A partition revoked meanwhile
+    refuses the seek: its next owner starts from its own restored position."""
+
+    async def rewind(partition: int, offset: int) -> bool:
+        try:
+            await asyncio.wait_for(app.consumer.seek_wait({TP(topic, partition): offset}), 30)
+        except Exception as exc:
+            log.warning("intake partition %d: could not rewind to %d: %r", partition, offset, exc)
+            return False
+        return True
+
+    return rewind
 
 
 def make_core(

@@ -78,6 +78,9 @@ class RouterCore:
         # Without a store the router remembers admitted ids in memory only: tests and benchmarks.
         self.admissions: Admissions = admissions if admissions is not None else InMemoryAdmissions()
         self.extra_loops: list[Callable[[], Awaitable[None]]] = []  # e.g. settlement feeds
+        # Makes the intake consumer read partition p again from an offset (the Faust app sets it): records
+        # beyond a gap are not taken, and a partition's consumer starts at the restored position.
+        self.rewind: Callable[[int, int], Awaitable[bool]] = _no_rewind
         self.supervisor = Supervisor()
         self._wake_lookups = asyncio.Event()
         self.partitions = Partitions(
@@ -90,6 +93,7 @@ class RouterCore:
             self.supervisor,
             on_opened=self._opened,
             on_recovered=self._requeue,
+            rewind=lambda p, offset: self.rewind(p, offset),
         )
         self.quoter = Quoter(self.venues, options)
         self.settlements = Settlements(self.partitions.find, self.supervisor, self._settlements_failed)
@@ -187,12 +191,21 @@ class RouterCore:
                     # outside one).
                     log.info("records of partition %s left to its new owner (rebalance)", p)
                     continue
-                batches[p] = _Batch(worker, worker.sort(recs))
+                batches[p] = batch = _Batch(worker, worker.sort(recs))
+                await self._rewind_if_asked(batch)
             admitted = await self._admit(batches.values())
             await asyncio.gather(*(self._route(p, batch, admitted) for p, batch in batches.items()))
         except Exception as exc:
             self.supervisor.crash(exc)
             await asyncio.get_running_loop().create_future()  # until the process is stopped
+
+    async def _rewind_if_asked(self, batch: _Batch) -> None:
+        """A gap in what the consumer handed over: make it read again from the position. A rewind that did
+        not happen must not count as one (the same gap seen again would pass for an empty stretch)."""
+        if batch.intake.rewind_to is not None and not await self.rewind(
+            batch.worker.partition, batch.intake.rewind_to
+        ):
+            batch.worker.last_gap = None
 
     async def _admit(self, batches: Iterable[_Batch]) -> set[Candidate]:
         """The new orders of these batches that may start: one durable look-up for the whole batch."""
@@ -222,6 +235,7 @@ class RouterCore:
             if worker is None:
                 return  # not ours any more: the new owner reads these records again
             batch = _Batch(worker, worker.sort(batch.intake.records))
+            await self._rewind_if_asked(batch)
             admitted = await self._admit([batch])
 
     async def _route_once(self, batch: _Batch, admitted: set[Candidate]) -> None:
@@ -259,7 +273,7 @@ class RouterCore:
             waiting, worker.outcomes = worker.outcomes, []
             expiries = settle_into(worker, out, waiting)
             try:
-                await worker.commit(out, consumed_up_to=max(r.offset for r in intake.records) + 1)
+                await worker.commit(out, consumed_up_to=intake.consumed_up_to)
             except CommitFailed as failure:
                 failure.outcomes = waiting
                 raise
@@ -331,6 +345,11 @@ class RouterCore:
             self.partitions.failed(failure)
         except WorkerClosed:
             return
+
+
+async def _no_rewind(partition: int, offset: int) -> bool:
+    """Without a consumer to rewind (tests that hand records to `handle`): the caller hands them again."""
+    return True
 
 
 def _count_duplicates(in_memory: int, durable: int) -> None:

@@ -55,6 +55,7 @@ class Partitions:
         supervisor: Supervisor,
         on_opened: Callable[[PartitionWorker], None] = lambda w: None,
         on_recovered: Callable[[Sequence[Outcome]], None] = lambda o: None,
+        rewind: Callable[[int, int], Awaitable[bool]] | None = None,
     ) -> None:
         self.topics = topics
         self.state_topic = state_topic
@@ -65,6 +66,7 @@ class Partitions:
         self._supervisor = supervisor
         self._on_opened = on_opened
         self._on_recovered = on_recovered
+        self._rewind = rewind
         self.assigned: set[int] = set()
         self.workers: dict[int, PartitionWorker] = {}
         self._ready: dict[int, asyncio.Event] = {}  # set: open (or gone); clear: opening or recovering
@@ -147,7 +149,9 @@ class Partitions:
                 memory=restored.memory,
                 offsets_every_s=self.options.offsets_every_s,
             )
-            worker.next_offset = restored.next_offset
+            # A partition with no position starts at its first record (a rebalance may have moved the
+            # consumer past records nobody processed: nothing committed an offset for them).
+            worker.next_offset = restored.next_offset or restored.intake_start
             # The group's offset may be behind the position: bring it up soon, quiet partitions included.
             if restored.next_offset:
                 worker.offsets_pending = restored.next_offset
@@ -156,12 +160,21 @@ class Partitions:
                 restored.memory.look_later(tracked.order_id, 0.0)  # every one is looked up at once
             self.workers[p] = worker
             ready.set()
+            if self._rewind is not None:
+                # The consumer reads on from the position, not from the group's offset (which may be ahead of
+                # it when none was committed for the partition). In the background: this runs inside Faust's
+                # rebalance callback, and the consumer's thread seeks only once that callback returns.
+                self._supervisor.spawn(self._rewind_quietly(p, worker.next_offset), f"rewind-{p}")
         log.info(
             "partition assigned",
             extra={"partition": p, "active": len(worker.active), "submitted": len(submitted)},
         )
         if announce:
             self._on_opened(worker)
+
+    async def _rewind_quietly(self, p: int, offset: int) -> None:
+        assert self._rewind is not None
+        await self._rewind(p, offset)
 
     # -- recovery -------------------------------------------------------------------------------------------
     def failed(self, failure: CommitFailed, requeue: Sequence[Outcome] = ()) -> asyncio.Task[None] | None:

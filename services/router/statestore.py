@@ -63,6 +63,7 @@ class Restored:
     memory: OrderMemory
     next_offset: int = 0  # the first intake offset not processed yet (0: nothing recorded)
     records: int = 0
+    intake_start: int = 0  # the intake partition's first offset: where a partition with no position starts
 
     @property
     def active(self) -> dict[str, Tracked]:
@@ -161,8 +162,10 @@ async def restore(
         if time.monotonic() - started >= PROGRESS_EVERY_S:
             log.info("restored partition %d: %d records in %.1f s", partition, restored.records,
                      time.monotonic() - started)  # fmt: skip
-        if intake_topic is not None and restored.next_offset:
+        if intake_topic is not None:
             intake = TopicPartition(intake_topic, partition)
+            restored.intake_start = (await consumer.beginning_offsets([intake]))[intake]
+        if intake_topic is not None and restored.next_offset:
             end_of_intake = (await consumer.end_offsets([intake]))[intake]
             if restored.next_offset > end_of_intake:
                 log.warning(

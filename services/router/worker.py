@@ -96,6 +96,8 @@ class Intake:
     new: list[tuple[Record, OrderRequested]] = field(default_factory=list)  # not in memory: admit first
     commands: list[tuple[Record, AnyCommand]] = field(default_factory=list)  # cancels, triggers: in order
     duplicates: int = 0  # requests for orders this partition remembers
+    consumed_up_to: int | None = None  # the intake position after this batch (None: nothing taken)
+    rewind_to: int | None = None  # records are missing from here: the consumer must read again from it
 
 
 class CommitFailed(Exception):
@@ -136,6 +138,7 @@ class PartitionWorker:
         self.outcomes: list[Outcome] = []  # ended swaps waiting for the next transaction (settlements.py)
         self.settling = False  # a task is draining `outcomes`
         self.next_offset = 0  # first intake offset not processed yet (restored from the state topic)
+        self.last_gap: tuple[int, int] | None = None  # (offset due, offset handed over) of the last rewind
         self.offsets_pending: int | None = None  # processed up to here; the group does not know it yet
         self.offsets_every_s = offsets_every_s
         self.offsets_sent_at = time.monotonic()
@@ -153,12 +156,36 @@ class PartitionWorker:
         """Decode a batch of intake records: records below the position were processed before, duplicates
         of an order in memory are dropped, undecodable records go to the dead letters; commands (cancels,
         triggers) are kept in order for their orders; the rest are new requests, to be admitted durably
-        before they start."""
+        before they start.
+
+        Only a gap-free run from the position is taken. The consumer may hand over a record beyond it (Faust
+        can drop records fetched around a rebalance, and the group's offset may be ahead of the position
+        when nothing was committed for the partition): the run stops there and `rewind_to` asks for the
+        consumer to read again from the position, since moving the position past a record nobody processed
+        would lose an acknowledged order. If the consumer, read again, starts at the same offset once more,
+        nothing lies in between (the markers of a transactional writer) and the run goes on from there."""
         intake = Intake(records)
         seen: set[str] = set()
-        for record in records:
-            if record.offset < self.next_offset:
+        due = self.next_offset
+        # In offset order: after a rewind, records fetched before it may come before the ones read again.
+        for record in sorted(records, key=lambda r: r.offset):
+            if record.offset < due:
                 continue  # processed before (a restart read from the group's older offset): its output exists
+            if record.offset > due:
+                gap = (due, record.offset)
+                if gap != self.last_gap:
+                    self.last_gap = gap
+                    intake.rewind_to = due
+                    log.warning(
+                        "intake partition %d: offset %d handed over where %d was due; reading again from %d",
+                        self.partition, record.offset, due, due,
+                    )  # fmt: skip
+                    break
+                log.info(
+                    "intake partition %d: no record between %d and %d (read twice): going on",
+                    self.partition, due, record.offset,
+                )  # fmt: skip
+            due = record.offset + 1
             try:
                 event = decode_intake(record.value or b"")
             except EventDecodeError as exc:
@@ -178,6 +205,7 @@ class PartitionWorker:
                 continue
             seen.add(event.order_id)
             intake.new.append((record, event))
+        intake.consumed_up_to = due if due > self.next_offset else None
         return intake
 
     def due_retries(self, now: float) -> list[Tracked]:

@@ -19,7 +19,14 @@ from typing import Any
 
 from services.config import Settings
 from services.stack import kafka, postgres, venue_secret
-from services.stack.lineup import SERVICES, service_host, service_port
+from services.stack.lineup import (
+    counts,
+    instances_on_disk,
+    is_service_instance,
+    lineup,
+    service_host,
+    service_port,
+)
 from services.stack.procs import Managed, StackError, file_lock, port_open
 from services.stack.supervisor import SUPERVISOR, read_snapshot
 from services.stack.supervisor_options import SupervisorOptions
@@ -83,20 +90,34 @@ def up(settings: Settings, echo: bool = True) -> None:
             argv = [sys.executable, "-m", "services.cli", "supervise"]
             env = _supervisor_env(settings)
             supervisor.start(argv, env=env, output=state / "logs" / f"{SUPERVISOR}.out")
+        else:
+            _say_if_counts_differ(settings, echo)
         components = wait_services_ready(settings)
     if echo:
         pid = supervisor.pid()
         print(f"{SUPERVISOR:<9} pid {pid:<6} log {state / 'logs' / (SUPERVISOR + '.log')}")
         for c in components:
-            port = service_port(settings, next(s for s in SERVICES if s.name == c["name"]))
-            where = f"http://{settings.host}:{port}" if port else ""
-            print(f"{c['name']:<9} pid {c['pid']:<6} {where}  log {c['log']}")
+            print(f"{c['name']:<9} pid {c['pid']:<6} {c.get('address') or ''}  log {c['log']}")
+
+
+def _say_if_counts_differ(settings: Settings, echo: bool) -> None:
+    """The running supervisor keeps the instances it was started with; asking for others says so."""
+    snapshot = read_snapshot(settings.stack.state_dir)
+    if snapshot is None or not echo:
+        return
+    running = [c["name"] for c in snapshot.get("components", ()) if c["kind"] == "service"]
+    asked = [s.name for s in lineup()]
+    if running != asked:
+        print(
+            f"note: the supervisor runs {', '.join(running)}; `oee down` then `oee up` to run "
+            f"{', '.join(f'{n} {k}(s)' for k, n in counts().items())}"
+        )
 
 
 def _require_service_ports_free(settings: Settings) -> None:
     """A port some other program holds would only show as a crash loop later: say so now, in one line.
     (A port held by our own service that a killed supervisor left is fine: the new supervisor replaces it.)"""
-    for service in SERVICES:
+    for service in lineup():
         port = service_port(settings, service)
         if port is None or Managed(service.name, settings.stack.state_dir).pid() is not None:
             continue
@@ -118,7 +139,7 @@ def wait_services_ready(settings: Settings) -> list[dict[str, Any]]:
     """Until the supervisor reports every service running; a one-line StackError when one crash-loops, the
     supervisor dies, or the start timeout passes (the supervisor goes on trying: `oee down` stops it)."""
     state = settings.stack.state_dir
-    names = [s.name for s in SERVICES]
+    asked = [s.name for s in lineup()]
     deadline = time.monotonic() + settings.stack.start_timeout
     supervisor = Managed(SUPERVISOR, state)
     snapshot: dict[str, Any] | None = None
@@ -129,6 +150,9 @@ def wait_services_ready(settings: Settings) -> list[dict[str, Any]]:
                 f"the supervisor exited; see {out} and {supervisor.log_file}: {(_tail(out) or supervisor.log_tail(1))[:200]}"
             )
         snapshot = read_snapshot(state)
+        # What the running supervisor runs (perhaps started earlier with other counts), else what was asked.
+        supervised = [c["name"] for c in (snapshot or {}).get("components", ()) if c["kind"] == "service"]
+        names = supervised or asked
         services = {c["name"]: c for c in (snapshot or {}).get("components", ()) if c["name"] in names}
         for name in names:
             c = services.get(name)
@@ -163,13 +187,13 @@ def down(settings: Settings, purge: bool = False, echo: bool = True) -> None:
     stopped = []
     options = SupervisorOptions.from_env()
     # The supervisor stops its services (SIGTERM, then SIGKILL after SUPERVISOR_STOP_TIMEOUT_S each).
-    grace = options.stop_timeout_s * len(SERVICES) + 15
+    grace = options.stop_timeout_s * max(len(instances_on_disk(cfg.state_dir)), 4) + 15
     if Managed(SUPERVISOR, cfg.state_dir).stop(signal.SIGTERM, timeout=grace):
         stopped.append(SUPERVISOR)
     # Whatever is still there: services a killed supervisor left, or ones started before supervision.
-    for service in reversed(SERVICES):
-        if Managed(service.name, cfg.state_dir).stop(signal.SIGTERM, timeout=options.stop_timeout_s):
-            stopped.append(service.name)
+    for name in reversed(instances_on_disk(cfg.state_dir)):
+        if Managed(name, cfg.state_dir).stop(signal.SIGTERM, timeout=options.stop_timeout_s):
+            stopped.append(name)
     stopped += stack_down(settings, purge)
     if purge:
         for leftover in ("logs", "venue", "faust", "run"):
@@ -208,7 +232,7 @@ class Row:
             line += f" last exit: {self.last_exit} {_ago(self.last_exit_ago_s)}"
         if self.crash_loop:
             line += f"  CRASH-LOOP: {self.recent_restarts} restarts in {window_s or 0:.0f} s"
-        if self.pid and not self.supervised and self.name in {s.name for s in SERVICES}:
+        if self.pid and not self.supervised and is_service_instance(self.name):
             line += "  unsupervised (no supervisor runs: `oee up` replaces it)"
         return line.rstrip()
 
@@ -251,11 +275,17 @@ def status(settings: Settings) -> tuple[list[Row], dict[str, Any] | None]:
         rows.append(Row("postgres", "external", "DATABASE_URL"))
     else:
         rows.append(row("postgres", postgres.managed(cfg).pid(), cfg.database_url))
-    for service in SERVICES:
-        port = service_port(settings, service)
-        rows.append(
-            row(service.name, Managed(service.name, cfg.state_dir).pid(), f":{port}" if port else "-")
-        )
+    # The instances the running supervisor runs, else those this environment asks for; and any other one
+    # with a pid file (left by a supervisor that ran other counts).
+    ports = {s.name: service_port(settings, s) for s in lineup()}
+    names = [c["name"] for c in (snapshot or {}).get("components", ()) if c["kind"] == "service"] or list(
+        ports
+    )
+    names += [n for n in instances_on_disk(cfg.state_dir) if n not in names]
+    for name in names:
+        address = (supervised.get(name) or {}).get("address")
+        port = address.rsplit(":", 1)[1] if address else ports.get(name)
+        rows.append(row(name, Managed(name, cfg.state_dir).pid(), f":{port}" if port else "-"))
     return rows, snapshot
 
 

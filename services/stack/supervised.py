@@ -1,6 +1,6 @@
 """`oee supervise`: what `oee up` runs in the background to keep the system running.
 
-It supervises every service (`lineup.SERVICES`) as its child, and watches the broker node(s) and the
+It supervises every service instance (`lineup.lineup()`) as its child, and watches the broker node(s) and the
 database when this stack runs them (not when KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL point elsewhere). One
 supervisor per state directory: it holds an exclusive lock for its lifetime (the kernel drops it if the
 supervisor is killed). Services left running by a supervisor that was killed are replaced, not adopted:
@@ -20,7 +20,7 @@ import sys
 from services import logs
 from services.config import Settings
 from services.stack import kafka, postgres
-from services.stack.lineup import SERVICES, env_for, service_env, service_host, service_port
+from services.stack.lineup import env_for, instances_on_disk, lineup, service_env, service_host, service_port
 from services.stack.procs import Managed, file_lock, stop_all
 from services.stack.supervisor import (
     SUPERVISOR,
@@ -39,12 +39,12 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     return [
         ServiceSpec(
             s.name,
-            (sys.executable, "-m", "services.cli", s.name),
+            (sys.executable, "-m", "services.cli", s.kind),
             env_for(s, env),
             service_port(settings, s, env),
             service_host(settings, s, env),
         )
-        for s in SERVICES
+        for s in lineup()
     ]
 
 
@@ -68,11 +68,11 @@ def replace_orphans(settings: Settings, timeout: float) -> list[str]:
     """Stop services a killed supervisor left behind (by their pid files, which carry each process's start
     time, so a pid reused by someone else is never touched); the names that were running."""
     orphans = []
-    for service in SERVICES:
-        proc = Managed(service.name, settings.stack.state_dir)
+    for name in instances_on_disk(settings.stack.state_dir):  # whatever counts the dead one ran
+        proc = Managed(name, settings.stack.state_dir)
         pid = proc.pid()
         if pid is not None:
-            log.warning("replacing %s (pid %d), left running by a supervisor that died", service.name, pid)
+            log.warning("replacing %s (pid %d), left running by a supervisor that died", name, pid)
             orphans.append(proc)
     return stop_all(orphans, signal.SIGTERM, timeout)
 

@@ -87,6 +87,7 @@ class ComponentStatus:
     running_since: float | None = None  # wall clock
     next_start_at: float | None = None  # wall clock, while in backoff
     log: str | None = None
+    address: str | None = None  # where a service answers HTTP
 
 
 def is_error_line(line: bytes) -> bool:
@@ -123,12 +124,13 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         for spec in self.services:
-            self._add(spec.name, "service", self.state_dir / "logs" / f"{spec.name}.log")
+            address = f"http://{spec.ready_host}:{spec.ready_port}" if spec.ready_port else None
+            self._add(spec.name, "service", self.state_dir / "logs" / f"{spec.name}.log", address)
         for infra in self.infra:
             self._add(infra.name, infra.kind, infra.log or self.state_dir / "logs" / f"{infra.name}.log")
 
-    def _add(self, name: str, kind: str, log_file: Path) -> None:
-        self._status[name] = ComponentStatus(name, kind, log=str(log_file))
+    def _add(self, name: str, kind: str, log_file: Path, address: str | None = None) -> None:
+        self._status[name] = ComponentStatus(name, kind, log=str(log_file), address=address)
         self._trackers[name] = RestartTracker(self.policy)
 
     # -- the loop -------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,31 +30,11 @@ from typing import Any
 from services import config
 from services.config import Settings
 from services.stack import kafka, manager
+from services.stack.ports import free_port_block
 from services.stack.topics import partition_leaders
 from tests.e2e.harness import free_port
 
 Component = dict[str, Any]
-
-
-def free_port_block(count: int, attempts: int = 200) -> int:
-    """A port p such that p .. p+count-1 are all free now (a local cluster's nodes take consecutive ports)."""
-    for _ in range(attempts):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        held = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)  # before bind: a refused one is closed too
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no block of {count} free ports found")
 
 
 @dataclass
@@ -75,6 +54,8 @@ class StackRun:
         """A stack under `root`. `shared_kafka`/`shared_database` use those instead of starting our own
         (with a topic prefix of this run's own); `extra` sets or overrides variables."""
         env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        # The brokers' ports outside the ephemeral range: a node connecting to a peer not yet listening can
+        # otherwise be connected to itself (services/stack/ports.py).
         base = free_port_block(2 * brokers)
         env.update(
             OEE_STATE_DIR=str(root / "state"),

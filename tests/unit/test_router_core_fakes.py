@@ -322,3 +322,81 @@ async def test_a_partition_revoked_and_assigned_again_while_it_recovers_is_reope
         await until(lambda: ended(broker, order), 10, "the order's terminal event")
         assert 0 in core.workers and not core.crashed.done()
     one_lifecycle(broker, order)
+
+
+async def test_records_handed_over_past_a_gap_wait_for_the_ones_before_them(
+    venue_map: dict[str, FaultyVenue],
+) -> None:
+    """What the chaos drill caught: around a rebalance, the consumer handed a router offset 4 of a partition
+    whose position was 1, and the position moved past three acknowledged orders nobody had routed. Now the
+    records past the gap are not taken, the consumer is rewound to the position, and what it reads again
+    starts every order once, in offset order."""
+    broker = FakeBroker()
+    orders = [order_request() for _ in range(5)]
+    rewinds: list[tuple[int, int]] = []
+    async with running(broker, venue_map) as core:
+
+        async def rewind(partition: int, offset: int) -> bool:
+            rewinds.append((partition, offset))
+            return True
+
+        core.rewind = rewind
+        await core.handle([record(orders[0], 0, 0)])
+        await until(lambda: ended(broker, orders[0]), 10, "the first order's terminal event")
+        await core.assign({1, 2})  # a rebalance: partition 0 goes and comes back
+        await core.assign({0, 1, 2})
+        await until(lambda: (0, 1) in rewinds, 10, "the consumer sent to the restored position on opening")
+        await core.handle([record(orders[4], 0, 4)])  # 1-3 were dropped by the consumer
+        assert rewinds[-2:] == [(0, 1), (0, 1)], "read again from the position"
+        assert orders[4].order_id not in broker.events(TOPICS.events), "nothing past the gap started"
+        # What the consumer reads again, with a record fetched before the rewind mixed in.
+        await core.handle([record(orders[4], 0, 4), *(record(o, 0, n) for n, o in enumerate(orders[1:4], 1))])
+        await until(lambda: ended(broker, *orders), 10, "every order's terminal event")
+        assert core.workers[0].next_offset == 5
+    for order in orders:
+        assert len(one_lifecycle(broker, order)) == 5
+        assert ledger_entries(venue_map, order.order_id) == 1
+
+
+async def test_a_gap_that_is_there_again_after_a_rewind_is_an_empty_stretch(
+    venue_map: dict[str, FaultyVenue],
+) -> None:
+    """Offsets a transactional writer's commit markers take hold no record: read again from the position,
+    the consumer starts at the same offset once more, and the router goes on from there (once)."""
+    broker = FakeBroker()
+    first, after = order_request(), order_request()
+    rewinds: list[tuple[int, int]] = []
+    async with running(broker, venue_map) as core:
+
+        async def rewind(partition: int, offset: int) -> bool:
+            rewinds.append((partition, offset))
+            return True
+
+        core.rewind = rewind
+        await core.handle([record(first, 1, 0)])
+        await core.handle([record(after, 1, 2)])  # offset 1 is a marker
+        assert rewinds[-1] == (1, 1) and after.order_id not in broker.events(TOPICS.events)
+        await core.handle([record(after, 1, 2)])  # read again: 2 is still the first record
+        await until(lambda: ended(broker, first, after), 10, "both orders' terminal events")
+        assert rewinds.count((1, 1)) == 1
+        assert core.workers[1].next_offset == 3
+
+
+async def test_a_rewind_that_failed_does_not_pass_for_an_empty_stretch(
+    venue_map: dict[str, FaultyVenue],
+) -> None:
+    broker = FakeBroker()
+    first, missing, after = order_request(), order_request(), order_request()
+    answers = [False, True]
+    async with running(broker, venue_map) as core:
+
+        async def rewind(partition: int, offset: int) -> bool:
+            return answers.pop(0) if offset == 1 else True
+
+        core.rewind = rewind
+        await core.handle([record(first, 2, 0)])
+        await core.handle([record(after, 2, 2)])  # gap; the rewind fails
+        await core.handle([record(after, 2, 2)])  # the same gap again is not taken as empty: rewind again
+        assert after.order_id not in broker.events(TOPICS.events) and answers == []
+        await core.handle([record(missing, 2, 1), record(after, 2, 2)])
+        await until(lambda: ended(broker, first, missing, after), 10, "every order's terminal event")

@@ -1,0 +1,77 @@
+"""What `oee up` runs: one of each service by default, more routers, APIs, projectors and gateways on asking,
+each instance with its own ports, and the counts bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services import config
+from services.config import ConfigError
+from services.stack.lineup import (
+    MAX_INSTANCES,
+    env_for,
+    instances_on_disk,
+    is_service_instance,
+    lineup,
+    service_port,
+)
+
+
+def test_one_of_each_by_default_and_no_standalone_gateway() -> None:
+    assert [s.name for s in lineup({})] == ["venue", "router", "projector", "api"]
+    assert all(s.overrides == () for s in lineup({}))
+
+
+def test_more_instances_take_the_next_ports_and_run_the_same_command() -> None:
+    env = {"OEE_ROUTERS": "2", "OEE_APIS": "2", "OEE_GATEWAYS": "2", "PORT": "4000", "GATEWAY_PORT": "4200"}
+    services = {s.name: s for s in lineup(env)}
+    assert list(services) == [
+        "venue", "router", "router-2", "projector", "api", "api-2", "gateway", "gateway-2",
+    ]  # fmt: skip
+    settings = config.load({**env, "OEE_STATE_DIR": "/nonexistent"})
+    ports = {name: service_port(settings, s, env) for name, s in services.items()}
+    assert ports == {
+        "venue": 3100, "router": None, "router-2": None, "projector": None,
+        "api": 4000, "api-2": 4001, "gateway": 4200, "gateway-2": 4201,
+    }  # fmt: skip
+    assert services["router-2"].kind == "router" and services["api-2"].kind == "api"
+    # Metrics ports step by 10: the second router's must not take the projector's (9309).
+    assert dict(services["router-2"].overrides) == {"ROUTER_METRICS_PORT": "9318"}
+    given = env_for(services["api-2"], {"PORT": "4000", "VENUE_SECRET": "s" * 32})
+    assert given == {"PORT": "4001"}, "its own port, and no venue secret"
+    assert env_for(services["router-2"], {"VENUE_SECRET": "s" * 32})["VENUE_SECRET"] == "s" * 32
+
+
+def test_a_metrics_port_turned_off_stays_off_for_every_instance() -> None:
+    services = {s.name: s for s in lineup({"OEE_ROUTERS": "3", "ROUTER_METRICS_PORT": "0"})}
+    assert services["router-3"].overrides == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OEE_ROUTERS", "0"),
+        ("OEE_ROUTERS", str(MAX_INSTANCES + 1)),
+        ("OEE_APIS", "two"),
+        ("OEE_GATEWAYS", "-1"),
+    ],
+)
+def test_counts_are_bounded_and_a_bad_one_names_its_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        lineup({name: value})
+
+
+def test_the_largest_lineup_is_allowed() -> None:
+    most = {v: str(MAX_INSTANCES) for v in ("OEE_ROUTERS", "OEE_APIS", "OEE_PROJECTORS", "OEE_GATEWAYS")}
+    assert len(lineup(most)) == 1 + 4 * MAX_INSTANCES
+
+
+def test_instances_left_on_disk_are_found_whatever_the_counts_now(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("api-3", "router-2", "kafka-2", "postgres", "supervisor", "venue", "router", "gateway"):
+        (run / f"{name}.pid").write_text("1\n")
+    assert instances_on_disk(tmp_path) == ["venue", "router", "router-2", "api-3", "gateway"]
+    assert not any(is_service_instance(n) for n in ("kafka-2", "router-1", "router-99", "postgres"))
