@@ -378,7 +378,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     deadletter_arguments(p)
 
-
     p = add(
         "drill", cmd_drill, "the chaos drill: orders, subscribers and faults on a stack of its own, checked"
     )

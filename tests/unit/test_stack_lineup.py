@@ -20,7 +20,7 @@ from services.stack.lineup import (
 
 
 def test_one_of_each_by_default_and_no_standalone_gateway() -> None:
-    assert [s.name for s in lineup({})] == ["venue", "router", "projector", "api"]
+    assert [s.name for s in lineup({})] == ["venue", "router", "triggers", "projector", "api"]
     assert all(s.overrides == () for s in lineup({}))
 
 
@@ -28,12 +28,12 @@ def test_more_instances_take_the_next_ports_and_run_the_same_command() -> None:
     env = {"OEE_ROUTERS": "2", "OEE_APIS": "2", "OEE_GATEWAYS": "2", "PORT": "4000", "GATEWAY_PORT": "4200"}
     services = {s.name: s for s in lineup(env)}
     assert list(services) == [
-        "venue", "router", "router-2", "projector", "api", "api-2", "gateway", "gateway-2",
+        "venue", "router", "router-2", "triggers", "projector", "api", "api-2", "gateway", "gateway-2",
     ]  # fmt: skip
     settings = config.load({**env, "OEE_STATE_DIR": "/nonexistent"})
     ports = {name: service_port(settings, s, env) for name, s in services.items()}
     assert ports == {
-        "venue": 3100, "router": None, "router-2": None, "projector": None,
+        "venue": 3100, "router": None, "router-2": None, "triggers": None, "projector": None,
         "api": 4000, "api-2": 4001, "gateway": 4200, "gateway-2": 4201,
     }  # fmt: skip
     assert services["router-2"].kind == "router" and services["api-2"].kind == "api"
@@ -65,7 +65,7 @@ def test_counts_are_bounded_and_a_bad_one_names_its_variable(name: str, value: s
 
 def test_the_largest_lineup_is_allowed() -> None:
     most = {v: str(MAX_INSTANCES) for v in ("OEE_ROUTERS", "OEE_APIS", "OEE_PROJECTORS", "OEE_GATEWAYS")}
-    assert len(lineup(most)) == 1 + 4 * MAX_INSTANCES
+    assert len(lineup(most)) == 2 + 4 * MAX_INSTANCES  # venue and triggers run once
 
 
 def test_instances_left_on_disk_are_found_whatever_the_counts_now(tmp_path: Path) -> None:
