@@ -49,7 +49,8 @@ class Progress:
     kinds: list[str]
     interval_s: float
     options: DrillOptions
-    done: int = 0
+    done: int = 0  # faults injected and recovered from (or given up on)
+    injected: int = 0  # faults injected: the reserve of orders held back for each is released then
 
     def remaining_s(self) -> float:
         return expected_span_s(self.kinds[self.done :], self.interval_s, self.options.durations)
@@ -186,8 +187,11 @@ class Drill:
         return judge(evidence)
 
     async def _pace(self, posting: Posting, progress: Progress) -> None:
-        pace = Pacing()
-        for n in range(self.options.orders):
+        o = self.options
+        pace = Pacing(reserve_each=Pacing.reserve_for(o.orders, len(self.kinds), o.partitions))
+        for n in range(o.orders):
+            while pace.held(o.orders - n, len(self.kinds) - progress.injected):
+                await asyncio.sleep(0.2)  # until the next fault is injected (the load's pace)
             rate = pace.rate(self.options.orders - n, progress.remaining_s(), progress.left)
             await asyncio.sleep(1 / rate)  # the load's pace, not a synchronisation
             posting.release(n)
@@ -202,6 +206,7 @@ class Drill:
                 self.say(f"{self.elapsed()} still {missing} after {WHOLE_TIMEOUT_S:.0f} s; injecting anyway")
             await asyncio.sleep(max(0.0, last + self.options.interval_s - time.monotonic()))  # the fault pace
             record = await injector.inject(kind)
+            progress.injected += 1
             last = time.monotonic()
             if record.error is None:
                 record = await self._until_recovered(record)

@@ -30,6 +30,18 @@ def test_orders_are_spread_over_the_remaining_faults_then_released_quickly() -> 
     assert pace.rate(0, remaining_fault_s=10, faults_left=1) == 0.0
 
 
+def test_each_fault_to_come_keeps_orders_behind_it_whatever_the_rate() -> None:
+    """A slow recovery must not let the floor spend the orders the later faults need to show theirs."""
+    each = Pacing.reserve_for(orders=300, faults=9, partitions=6)
+    assert each == 12, "two per partition"
+    assert Pacing.reserve_for(orders=40, faults=9, partitions=6) == 2, "at most half the orders in reserves"
+    assert Pacing.reserve_for(orders=5, faults=9, partitions=6) == 1
+    pace = Pacing(reserve_each=each)
+    assert pace.held(remaining_orders=24, faults_not_injected=2), "two faults to come: 24 orders kept"
+    assert not pace.held(remaining_orders=25, faults_not_injected=2)
+    assert not pace.held(remaining_orders=12, faults_not_injected=0), "all injected: nothing held"
+
+
 @pytest.mark.parametrize(
     ("field", "value", "flag"),
     [
