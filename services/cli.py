@@ -39,7 +39,7 @@ from services.stack.procs import StackError
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
     "projector", "rebuild", "gateway", "lag", "accounts", "supervise", "order", "deadletters", "triggers",
-    "drill",
+    "drill", "check",
 )  # fmt: skip
 
 
@@ -289,6 +289,29 @@ def cmd_drill(args: argparse.Namespace) -> int:
         return 2
 
 
+# What `oee check` runs, in order: lint, formatting, types (pyproject.toml configures each).
+CHECKS: tuple[tuple[str, ...], ...] = (
+    ("ruff", "check", "."),
+    ("ruff", "format", "--check", "."),
+    ("mypy",),
+)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import subprocess
+
+    failed = []
+    for command in CHECKS:
+        print("oee check: " + " ".join(command), file=sys.stderr, flush=True)
+        # The tools of the running interpreter's environment (the project's .venv), not whatever is on PATH.
+        if subprocess.run([sys.executable, "-m", *command], cwd=config.REPO_ROOT).returncode != 0:
+            failed.append(command[0] + (f" {command[1]}" if len(command) > 1 else ""))
+    if failed:
+        print(f"oee check: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     os.chdir(config.REPO_ROOT)
     # CPython 3.11 before 3.11.8 (this machine has 3.11.7) shares the AST constructor's recursion counter
@@ -384,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     from services.drill.options import add_arguments as drill_arguments
 
     drill_arguments(p)
+    add("check", cmd_check, "lint, formatting and types: ruff check, ruff format --check, mypy")
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
