@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import ConfigError, env_int, env_str
+from services.envvars import ConfigError, env_int, env_str
 
 PROJECTION_NAME = "orders"
 """The projection's name in `projector_positions.projection` (several projections can share that table)."""

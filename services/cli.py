@@ -32,6 +32,7 @@ from pathlib import Path
 
 from services import config
 from services.accounts.model import AccountError
+from services.envvars import ConfigError
 from services.failures import Failure
 from services.stack.procs import StackError
 
@@ -284,7 +285,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     try:
         return main(from_args(args))
-    except (DrillError, config.ConfigError) as exc:  # 2: no verdict (1 is a drill that found something)
+    except (DrillError, ConfigError) as exc:  # 2: no verdict (1 is a drill that found something)
         print(f"oee drill: {exc}", file=sys.stderr)
         return 2
 
@@ -458,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_libraries()
     try:
         return int(args.fn(args) or 0)
-    except (StackError, config.ConfigError, AccountError, Failure) as exc:
+    except (StackError, ConfigError, AccountError, Failure) as exc:
         print(f"oee {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -469,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             settings: config.Settings | None = config.load()
-        except config.ConfigError:
+        except ConfigError:
             settings = None
         print(f"oee {args.command}: {one_line(exc, settings, getattr(args, 'url', None))}", file=sys.stderr)
         import logging

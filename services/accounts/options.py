@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from services.config import ConfigError, env_int, env_str
+from services.envvars import ConfigError, env_int, env_str
 
 ACCOUNTS_ENV_VARS: dict[str, tuple[str, str]] = {
     "AUTH": (

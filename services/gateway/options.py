@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import env_int, env_str
+from services.envvars import env_int, env_str
 
 GATEWAY_ENV_VARS: dict[str, tuple[str, str]] = {
     "GATEWAY_HOST": ("127.0.0.1", "bind address of `oee gateway` (the standalone WebSocket gateway)"),

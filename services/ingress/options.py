@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import ConfigError, env_int
+from services.envvars import ConfigError, env_int
 
 INGRESS_ENV_VARS: dict[str, tuple[str, str]] = {
     "INGRESS_MAX_BODY_BYTES": ("16384", "largest accepted request body; larger answers 413"),

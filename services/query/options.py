@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import env_int
+from services.envvars import env_int
 
 QUERY_ENV_VARS: dict[str, tuple[str, str]] = {
     "QUERY_MAX_WAITERS": (

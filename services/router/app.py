@@ -24,7 +24,6 @@ import faust
 from faust.types import TP
 
 from events.topics import Topics
-from services import config
 from services.config import Settings
 from services.router.admission import Admissions, PgAdmissions
 from services.router.batching import Batcher
@@ -143,16 +142,6 @@ def make_core(
     )
 
 
-def options_from(knobs: config.RouterSettings) -> RouterOptions:
-    return RouterOptions(
-        quote_timeout_s=knobs.quote_timeout_s,
-        backoff=knobs.backoff,
-        memory_orders=knobs.memory_orders,
-        landing_deadline_s=knobs.landing_deadline_s,
-        status_grace_s=knobs.status_grace_s,
-    )
-
-
 def run(settings: Settings) -> None:
     """Run the router worker in the foreground until SIGTERM/SIGINT."""
     import uvloop
@@ -171,13 +160,13 @@ def run(settings: Settings) -> None:
     else:
         venues = build_venues(vcfg, settings.tokens)
         log.info("venues run inside the router (seed %s); set VENUE_URL to use a venue server", vcfg.seed)
-    knobs = config.load_router()
-    core = make_core(settings, venues, options_from(knobs))
+    options = RouterOptions.from_env(os.environ)
+    core = make_core(settings, venues, options)
     attach_settlements(core, venues)
     _serve_metrics(settings, core)
     datadir = settings.stack.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, core, str(datadir), knobs.batch_max)
+    app = build_app(settings, core, str(datadir), options.batch_max)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.spinner = None  # its cursor escapes end up in log files
     worker.execute_from_commandline()

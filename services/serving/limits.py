@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import env_int
+from services.envvars import env_int
 
 HTTP_ENV_VARS: dict[str, tuple[str, str]] = {
     "HTTP_MAX_CONNECTIONS": (

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import env_int, env_str
+from services.envvars import env_int, env_str
 
 TRIGGERS_ENV_VARS: dict[str, tuple[str, str]] = {
     "TRIGGERS_HISTORY_S": (

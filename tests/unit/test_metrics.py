@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from events.examples import confirmed_stream, failed_stream
 from services import metrics
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.metrics import ingress, router, venue
 from services.venue.interface import SwapStatus, VenueRejected, VenueUnavailable
 
