@@ -41,6 +41,7 @@ __all__ = [
     "read",
     "table",
     "text",
+    "variables",
 ]
 
 T = TypeVar("T")

@@ -7,6 +7,8 @@ import dataclasses
 
 import pytest
 
+from projections.settings import PROJECTION_ENV_VARS, ProjectorOptions
+from services.accounts.options import ACCOUNTS_ENV_VARS, AccountsOptions
 from services.envvars import ConfigError, flag, integer, millis, millis_list, number, read, table, text
 from services.gateway.options import GATEWAY_ENV_VARS, GatewayOptions
 from services.ingress.options import INGRESS_ENV_VARS, IngressOptions
@@ -25,6 +27,8 @@ DECLARED = [
     (RouterOptions, ROUTER_ENV_VARS),
     (LagOptions, LAG_ENV_VARS),
     (TriggerOptions, TRIGGERS_ENV_VARS),
+    (ProjectorOptions, PROJECTION_ENV_VARS),
+    (AccountsOptions, {k: v for k, v in ACCOUNTS_ENV_VARS.items() if k != "OEE_API_KEY"}),  # the clients' key
 ]
 
 
