@@ -145,7 +145,7 @@ class Gateway:
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         # Full collections walk every tracked object (~150 per connection): they are what stalls a busy
-        # gateway, so their length is worth watching (see server.tune_gc).
+        # gateway, so their length is worth watching (see services.serving.server.tune_gc).
         if phase == "start":
             self._gc_started = time.perf_counter()
         else:
