@@ -25,6 +25,7 @@ from faust.types import TP
 
 from events.topics import Topics
 from services.config import Settings
+from services.faustapp import faust_app
 from services.router.admission import Admissions, PgAdmissions
 from services.router.batching import Batcher
 from services.router.core import RouterCore
@@ -41,25 +42,7 @@ def group_id(settings: Settings) -> str:
 
 def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500) -> faust.App:
     topics = Topics.with_prefix(settings.topic_prefix)
-    app = faust.App(
-        group_id(settings),
-        broker=f"kafka://{settings.bootstrap_servers}",
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        topic_allow_declare=False,  # topics belong to the contract (`oee topics create`)
-        consumer_auto_offset_reset="earliest",
-        datadir=datadir,
-        producer_acks=-1,
-        broker_commit_interval=1.0,
-        # A SIGKILLed router's partitions move to the others once its session expires: keep that short.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=30.0,
-        stream_buffer_maxsize=max(4 * batch_max, 4096),
-    )
+    app = faust_app(settings, group_id(settings), datadir, stream_buffer_maxsize=max(4 * batch_max, 4096))
     intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
     _leave_offsets_to_transactions(app)
     core.rewind = _rewinder(app, topics.requests)
