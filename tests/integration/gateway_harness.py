@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -34,6 +33,7 @@ from services.gateway.options import GatewayOptions
 from services.serving.limits import HttpLimits
 from services.serving.server import uvicorn_config
 from tests.uvicorn_harness import serve
+from tests.waiting import until as wait_until  # noqa: F401  (the gateway tests import it from here)
 
 TEST_OPTIONS = GatewayOptions(
     not_found_timeout_s=30.0, log_scan_delay_s=0.1, heartbeat_s=15.0, close_timeout_s=10.0
@@ -98,15 +98,6 @@ async def start(
     gateway: Gateway = app.state.gateway
     assert await gateway.wait_ready(), "the gateway's log tail did not position itself"
     return RunningGateway(server, task, port, gateway)
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    """Poll a condition (the tests' only way to wait: never a bare sleep as synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclasses.dataclass
