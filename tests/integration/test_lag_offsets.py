@@ -281,7 +281,7 @@ async def test_the_order_view_follows_the_log(
             )
     finally:
         await producer.stop()
-    m = await monitor(stuck_s={"pending": 30.0, "routing": 30.0, "building": 30.0, "submitted": 0.001})
+    m = await monitor(stuck_pending_s=30.0, stuck_routing_s=30.0, stuck_submitted_s=0.001)
     await m.start(background=False)
 
     def seen(report: LagReport) -> bool:
