@@ -46,7 +46,7 @@ from bench.common import (
     start_system,
     write_result,
 )
-from services import config
+from services.router.options import RouterOptions
 from tests.e2e.harness import order_request, produce
 
 WRK_SCRIPT = REPO / "bench" / "wrk_orders.lua"
@@ -446,7 +446,7 @@ async def run(what: str, opts: Options, tmp: Path) -> dict[str, Any]:
         "command": " ".join(sys.argv),
         "machine": machine(),
         "options": asdict(opts),
-        "router_knobs": asdict(config.load_router()),
+        "router_knobs": asdict(RouterOptions.from_env(os.environ)),
         "seed": SEED,
     }
     if what in ("all", "http", "steady"):

@@ -39,7 +39,7 @@ HEADER_SCHEMA_VERSION = "schema_version"
 # records stay as written and are upcast every time they are read.
 
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(AnyEvent)
+_DECODER: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 
 
 def encode(event: Event) -> bytes:

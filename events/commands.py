@@ -93,7 +93,7 @@ for _name, _cls in COMMAND_TYPES.items():
     _cls.type = _name
 
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(IntakeRecord)
+_DECODER: msgspec.json.Decoder[IntakeRecord] = msgspec.json.Decoder(IntakeRecord)
 
 
 def new_command(

@@ -153,7 +153,7 @@ for _name, _cls in MARKET_TYPES.items():
     _cls.type = _name
 
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(AnyMarketEvent)
+_DECODER: msgspec.json.Decoder[AnyMarketEvent] = msgspec.json.Decoder(AnyMarketEvent)
 
 
 def new_market_event(

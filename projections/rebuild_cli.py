@@ -57,7 +57,8 @@ def main(settings: object, args: argparse.Namespace) -> int:
     from projections.migrations import MigrationError, quote_ident
     from projections.rebuild import RebuildError, RebuildOptions, rebuild
     from projections.settings import schema_from_env
-    from services.config import ConfigError, Settings
+    from services.config import Settings
+    from services.envvars import ConfigError
 
     assert isinstance(settings, Settings)
     try:

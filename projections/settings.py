@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import ConfigError, env_int, env_str
+from services.envvars import ConfigError, integer, millis, parsed, read, table, variables
 
 PROJECTION_NAME = "orders"
 """The projection's name in `projector_positions.projection` (several projections can share that table)."""
@@ -19,64 +19,64 @@ PROJECTION_NAME = "orders"
 NOTIFY_CHANNEL = "oee_projection"
 """The projector NOTIFYs this channel once per committed batch; readers waiting for a position LISTEN."""
 
-PROJECTION_ENV_VARS: dict[str, tuple[str, str]] = {
-    "PROJECTION_SCHEMA": (
-        "public",
-        "Postgres schema of the order projection (tests and rebuilds use others)",
-    ),
-    "PROJECTOR_BATCH_MAX": ("2000", "most log records the projector applies in one Postgres transaction"),
-    "PROJECTOR_POLL_MS": ("500", "how long the projector waits for records before it looks again"),
-    "PROJECTOR_HEARTBEAT_MS": ("1000", "how often an idle projector records the log's end (for lag)"),
-    "PROJECTOR_FAILPOINT": ("", "tests only: 'before_commit:N' or 'after_commit:N' SIGKILLs at batch N"),
-}
-
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _FAILPOINT = re.compile(r"(before_commit|after_commit):([1-9][0-9]*)")
+
+
+def _schema(raw: str) -> str:
+    if not _SCHEMA.fullmatch(raw):
+        raise ConfigError(f"PROJECTION_SCHEMA={raw!r} must be lower-case letters, digits and underscores")
+    return raw
+
+
+def _failpoint(raw: str) -> tuple[str, int] | None:
+    if not raw:
+        return None
+    match = _FAILPOINT.fullmatch(raw)
+    if match is None:
+        raise ConfigError(f"PROJECTOR_FAILPOINT={raw!r} must be before_commit:N or after_commit:N")
+    return match.group(1), int(match.group(2))
 
 
 @dataclass(frozen=True, slots=True)
 class ProjectorOptions:
     """Tunables of the projector. The defaults suit production; tests shrink some of them."""
 
-    schema: str = "public"
-    batch_max: int = 2000
-    poll_s: float = 0.5
-    heartbeat_s: float = 1.0
-    failpoint: tuple[str, int] | None = None
+    schema: str = parsed(
+        "PROJECTION_SCHEMA", "public", "public", "Postgres schema of the order projection (tests and rebuilds use others)",
+        _schema,
+    )  # fmt: skip
+    batch_max: int = integer(
+        "PROJECTOR_BATCH_MAX",
+        2000,
+        "most log records the projector applies in one Postgres transaction",
+        1,
+        100_000,
+    )
+    poll_s: float = millis(
+        "PROJECTOR_POLL_MS", 0.5, "how long the projector waits for records before it looks again", 1, 60_000
+    )
+    heartbeat_s: float = millis(
+        "PROJECTOR_HEARTBEAT_MS",
+        1.0,
+        "how often an idle projector records the log's end (for lag)",
+        10,
+        600_000,
+    )
+    failpoint: tuple[str, int] | None = parsed(
+        "PROJECTOR_FAILPOINT", None, "", "tests only: 'before_commit:N' or 'after_commit:N' SIGKILLs at batch N",
+        _failpoint,
+    )  # fmt: skip
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProjectorOptions:
-        env = os.environ if env is None else env
-        failpoint = _get(env, "PROJECTOR_FAILPOINT")
-        fp: tuple[str, int] | None = None
-        if failpoint:
-            match = _FAILPOINT.fullmatch(failpoint)
-            if match is None:
-                raise ConfigError(
-                    f"PROJECTOR_FAILPOINT={failpoint!r} must be before_commit:N or after_commit:N"
-                )
-            fp = (match.group(1), int(match.group(2)))
-        return cls(
-            schema=schema_from_env(env),
-            batch_max=_int(env, "PROJECTOR_BATCH_MAX", 1, 100_000),
-            poll_s=_int(env, "PROJECTOR_POLL_MS", 1, 60_000) / 1000,
-            heartbeat_s=_int(env, "PROJECTOR_HEARTBEAT_MS", 10, 600_000) / 1000,
-            failpoint=fp,
-        )
+        return read(cls, os.environ if env is None else env)
+
+
+PROJECTION_ENV_VARS = table(ProjectorOptions)
+_SCHEMA_VAR = next(var for var in variables(ProjectorOptions) if var.name == "PROJECTION_SCHEMA")
 
 
 def schema_from_env(env: Mapping[str, str] | None = None) -> str:
     """`PROJECTION_SCHEMA`, checked: the projector, the query API and `rebuild` must agree on it."""
-    env = os.environ if env is None else env
-    schema = _get(env, "PROJECTION_SCHEMA")
-    if not _SCHEMA.fullmatch(schema):
-        raise ConfigError(f"PROJECTION_SCHEMA={schema!r} must be lower-case letters, digits and underscores")
-    return schema
-
-
-def _get(env: Mapping[str, str], name: str) -> str:
-    return env_str(env, name, PROJECTION_ENV_VARS)
-
-
-def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    return env_int(env, name, low, high, PROJECTION_ENV_VARS)
+    return str(_SCHEMA_VAR.value(os.environ if env is None else env))

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from services import config
 from services.accounts.model import AccountError
+from services.envvars import ConfigError
 from services.failures import Failure
 from services.stack.procs import StackError
 
@@ -39,7 +40,7 @@ from services.stack.procs import StackError
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "down", "status", "stack", "topics", "migrate", "tail", "schemas", "test", "api", "router", "venue",
     "projector", "rebuild", "gateway", "lag", "accounts", "supervise", "order", "deadletters", "triggers",
-    "drill",
+    "drill", "check",
 )  # fmt: skip
 
 
@@ -284,9 +285,32 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     try:
         return main(from_args(args))
-    except (DrillError, config.ConfigError) as exc:  # 2: no verdict (1 is a drill that found something)
+    except (DrillError, ConfigError) as exc:  # 2: no verdict (1 is a drill that found something)
         print(f"oee drill: {exc}", file=sys.stderr)
         return 2
+
+
+# What `oee check` runs, in order: lint, formatting, types (pyproject.toml configures each).
+CHECKS: tuple[tuple[str, ...], ...] = (
+    ("ruff", "check", "."),
+    ("ruff", "format", "--check", "."),
+    ("mypy",),
+)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import subprocess
+
+    failed = []
+    for command in CHECKS:
+        print("oee check: " + " ".join(command), file=sys.stderr, flush=True)
+        # The tools of the running interpreter's environment (the project's .venv), not whatever is on PATH.
+        if subprocess.run([sys.executable, "-m", *command], cwd=config.REPO_ROOT).returncode != 0:
+            failed.append(command[0] + (f" {command[1]}" if len(command) > 1 else ""))
+    if failed:
+        print(f"oee check: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -384,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     from services.drill.options import add_arguments as drill_arguments
 
     drill_arguments(p)
+    add("check", cmd_check, "lint, formatting and types: ruff check, ruff format --check, mypy")
     p = add("test", cmd_test, "run the test suite")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     assert set(commands) == set(SUBCOMMANDS), "SUBCOMMANDS must list every subcommand"
@@ -434,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_libraries()
     try:
         return int(args.fn(args) or 0)
-    except (StackError, config.ConfigError, AccountError, Failure) as exc:
+    except (StackError, ConfigError, AccountError, Failure) as exc:
         print(f"oee {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -445,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             settings: config.Settings | None = config.load()
-        except config.ConfigError:
+        except ConfigError:
             settings = None
         print(f"oee {args.command}: {one_line(exc, settings, getattr(args, 'url', None))}", file=sys.stderr)
         import logging

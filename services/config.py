@@ -1,8 +1,11 @@
-"""Typed configuration read from the environment, one place for every variable the system reads.
+"""The settings every process shares (where the broker and the database are, the topic layout, the API's
+address, logging) and the local stack's, read from the environment.
 
 Every setting has a documented default that works on a developer machine with the local stack
 (`oee stack up`). A malformed value is an error at start (`ConfigError`), never at the first request.
-`ENV_VARS` lists every variable with its default; `compose.yaml` and the docs are checked against it.
+`ENV_VARS` lists these variables with their defaults. Each component owns its own variables, declared on its
+options class (`services.envvars`); `services.variables.all_env_vars()` gathers every table for the CLI, the
+docs and the tests. This module imports no component: components import it.
 """
 
 from __future__ import annotations
@@ -12,15 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.envvars import ConfigError, env_int, env_str
 from services.logs import LEVELS
 from services.stack.cluster import MAX_BROKERS, KafkaNode, bootstrap_of, formatted_brokers, local_nodes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIN_LOG_BYTES = 4096  # a smaller limit would rotate on every few lines
-
-
-class ConfigError(ValueError):
-    """A configuration variable is present but unusable."""
 
 
 LOG_LEVELS = LEVELS
@@ -52,113 +52,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "OEE_START_TIMEOUT": ("60", "seconds to wait for the local broker and database to answer"),
     "OEE_LOG_MAX_BYTES": ("10485760", "size at which a service's or a local broker's log file is rotated"),
     "OEE_LOG_BACKUPS": ("5", "rotated log files kept per service or broker (<name>.log.1 .. .N)"),
-    "ROUTER_BATCH_MAX": ("500", "most intake records in one router batch (one transaction per partition)"),
-    "ROUTER_QUOTE_TIMEOUT_MS": ("2000", "per-venue quote timeout"),
-    "ROUTER_BACKOFF_MS": ("1000,2000", "waits before quote attempts 2 and 3 when no venue quotes"),
-    "ROUTER_MEMORY_ORDERS": (
-        "200000",
-        "finished orders the router remembers per partition (a cache: the database keeps every order id)",
-    ),
-    "ROUTER_LANDING_DEADLINE_MS": ("60000", "a swap's valid_until: this long after its submitted event"),
-    "ROUTER_STATUS_GRACE_MS": (
-        "5000",
-        "how long after valid_until a venue may still not show a swap it accepted, before it is expired",
-    ),
 }
-
-
-@dataclass(frozen=True)
-class RouterSettings:
-    """The router's tuning knobs (ROUTER_*)."""
-
-    batch_max: int
-    quote_timeout_s: float
-    backoff: tuple[float, ...]
-    memory_orders: int
-    landing_deadline_s: float
-    status_grace_s: float
-
-
-def load_router(env: Mapping[str, str] | None = None) -> RouterSettings:
-    """The router's tuning knobs, validated."""
-    env = os.environ if env is None else env
-    raw = _get(env, "ROUTER_BACKOFF_MS")
-    try:
-        backoff = tuple(float(x) / 1000 for x in raw.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"ROUTER_BACKOFF_MS={raw!r} must be comma-separated milliseconds") from None
-    if any(b < 0 for b in backoff):
-        raise ConfigError(f"ROUTER_BACKOFF_MS={raw!r} must not be negative")
-    return RouterSettings(
-        batch_max=_int(env, "ROUTER_BATCH_MAX", 1, 100_000),
-        quote_timeout_s=_int(env, "ROUTER_QUOTE_TIMEOUT_MS", 1, 600_000) / 1000,
-        backoff=backoff,
-        memory_orders=_int(env, "ROUTER_MEMORY_ORDERS", 0, 100_000_000),
-        landing_deadline_s=_int(env, "ROUTER_LANDING_DEADLINE_MS", 1, 86_400_000) / 1000,
-        status_grace_s=_int(env, "ROUTER_STATUS_GRACE_MS", 0, 3_600_000) / 1000,
-    )
-
-
-def all_env_vars() -> dict[str, tuple[str, str]]:
-    """Every variable any part of the engine reads, with its default and meaning."""
-    from projections.settings import PROJECTION_ENV_VARS
-    from services.accounts.options import ACCOUNTS_ENV_VARS
-    from services.gateway.options import GATEWAY_ENV_VARS
-    from services.ingress.options import INGRESS_ENV_VARS
-    from services.lag.config import LAG_ENV_VARS
-    from services.metrics import METRICS_ENV_VARS
-    from services.query.options import QUERY_ENV_VARS
-    from services.serving.limits import HTTP_ENV_VARS
-    from services.stack.lineup import LINEUP_ENV_VARS
-    from services.stack.supervisor_options import SUPERVISOR_ENV_VARS
-    from services.triggers.options import TRIGGERS_ENV_VARS
-    from services.venue.config import VENUE_ENV_VARS
-
-    return {
-        **ENV_VARS,
-        **INGRESS_ENV_VARS,
-        **ACCOUNTS_ENV_VARS,
-        **VENUE_ENV_VARS,
-        **PROJECTION_ENV_VARS,
-        **GATEWAY_ENV_VARS,
-        **LAG_ENV_VARS,
-        **METRICS_ENV_VARS,
-        **SUPERVISOR_ENV_VARS,
-        **HTTP_ENV_VARS,
-        **QUERY_ENV_VARS,
-        **TRIGGERS_ENV_VARS,
-        **LINEUP_ENV_VARS,
-    }
-
-
-Table = Mapping[str, tuple[str, str]]
-
-
-def env_str(env: Mapping[str, str], name: str, table: Table) -> str:
-    """The variable's value, or its documented default from `table` when unset or empty."""
-    return env.get(name, "") or table[name][0]
-
-
-def env_int(env: Mapping[str, str], name: str, low: int, high: int, table: Table) -> int:
-    raw = env_str(env, name, table)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside {low}..{high}")
-    return value
-
-
-def env_float(env: Mapping[str, str], name: str, low: float, high: float, table: Table) -> float:
-    raw = env_str(env, name, table)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:  # also rejects NaN
-        raise ConfigError(f"{name}={value:g} is outside {low:g}..{high:g}")
-    return value
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
@@ -186,10 +80,11 @@ class StackConfig:
     # How many nodes the local Kafka cluster has: the one in the state directory as it was formatted, else
     # the number asked for (OEE_KAFKA_BROKERS or `--brokers`), else 1. `kafka_brokers_asked` is 0 when
     # nothing was asked, so that `kafka.start` can refuse to start a 3-node cluster as a single node.
-    kafka_brokers: int = 1
-    kafka_brokers_asked: int = 0
-    log_max_bytes: int = 10 * 1024 * 1024
-    log_backups: int = 5
+    # (No field has a default: `load_stack` fills every one from `ENV_VARS`, the one place they are written.)
+    kafka_brokers: int
+    kafka_brokers_asked: int
+    log_max_bytes: int
+    log_backups: int
 
     @property
     def kafka_nodes(self) -> tuple[KafkaNode, ...]:

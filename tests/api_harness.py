@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
-import time
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -21,6 +19,7 @@ from services.http.app import build_app
 from services.http.parts import Part
 from services.ingress.intake import EventPublisher
 from services.ingress.options import IngressOptions
+from tests.uvicorn_harness import serve
 
 OFF = AccountsOptions(auth="off", order_rate=0, max_open_orders=0)
 """`AUTH=off` without order limits: what tests not about accounts run under (the environment never leaks in)."""
@@ -73,29 +72,21 @@ class RunningApp:
 @contextlib.asynccontextmanager
 async def uvicorn_serving(app: Starlette) -> AsyncIterator[RunningApp]:
     """Serve `app` as `oee api` does (sans-I/O websockets, lifespan on) until the block ends."""
-    sock = socket.socket()  # bound here so the port is known without a race; uvicorn's server closes it
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + 30
-    while not server.started and not task.done():
-        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
-        await asyncio.sleep(0.02)
-    if task.done():
-        task.result()
+
+    def config(port: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+
+    served = await serve(config)
     try:
-        yield RunningApp(app, server, task, port)
+        yield RunningApp(app, served.server, served.task, served.port)
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        await served.stop()

@@ -5,8 +5,6 @@ can go down, lose submit requests, or lose their replies. The venues themselves 
 
 from __future__ import annotations
 
-import asyncio
-import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -31,6 +29,7 @@ from services.venue.interface import (
     VenueUnavailable,
 )
 from services.venue.simulator import SimulatedVenue
+from tests.waiting import until as until  # the router tests import it from here
 
 
 @dataclass
@@ -219,12 +218,3 @@ class FaultyVenue:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait for `predicate()` to hold, checking every 10 ms; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)

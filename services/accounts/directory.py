@@ -26,6 +26,7 @@ import orjson
 from services.accounts import store
 from services.accounts.keys import key_id_of, matches
 from services.accounts.model import Account, KeyRecord
+from services.pglisten import listen_forever
 
 log = logging.getLogger("oee.accounts")
 
@@ -150,31 +151,11 @@ class Directory:
             self.forget(change.get("key_id"), change.get("account"))
 
     async def _listen(self) -> None:
-        delay = 0.1
-        while True:
-            lost = asyncio.Event()
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn, server_settings={"application_name": "oee-accounts"})
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(store.NOTIFY_CHANNEL, self._on_notify)
-                self.forget()  # changes made while nobody listened were not announced to us
-                self.listening.set()
-                delay = 0.1
-                while not lost.is_set():
-                    # A peer gone without closing the socket never ends the session: probe it now and then.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), 10)
-                    if not lost.is_set():
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("accounts listener: %r; reconnecting in %.1f s", exc, delay)
-            finally:
-                self.listening.clear()
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        def listening() -> None:
+            self.forget()  # changes made while nobody listened were not announced to us
+            self.listening.set()
+
+        await listen_forever(
+            self._dsn, store.NOTIFY_CHANNEL, self._on_notify, application_name="oee-accounts",
+            on_listening=listening, on_lost=self.listening.clear, what="accounts listener",
+        )  # fmt: skip

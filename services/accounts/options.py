@@ -10,45 +10,52 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from services.config import ConfigError, env_int, env_str
-
-ACCOUNTS_ENV_VARS: dict[str, tuple[str, str]] = {
-    "AUTH": (
-        "off",
-        "keys: every route but /health, /ready and the page shells needs an API key; "
-        "off: one implicit `local` account, allowed only on a loopback HOST",
-    ),
-    "AUTH_CACHE_TTL_MS": (
-        "3000",
-        "how long a verified key is trusted before PostgreSQL is asked again (NOTIFY clears it sooner)",
-    ),
-    "AUTH_CACHE_MAX_KEYS": ("10000", "key ids (known or not) one API process remembers"),
-    "WS_ALLOWED_ORIGINS": (
-        "",
-        "browser origins that may open WebSockets besides the API's own (comma-separated; * for any)",
-    ),
-    # Defaults well above what one healthy client needs (the whole pipeline finishes ~300 orders/s here): the
-    # limits stop a runaway or hostile client from filling the log and the router, they do not shape traffic.
-    "ACCOUNT_ORDER_RATE": ("500", "orders per second one account may place per API process; 0: no limit"),
-    "ACCOUNT_ORDER_BURST": ("1000", "orders one account may place at once (the token bucket's size)"),
-    "ACCOUNT_MAX_OPEN_ORDERS": ("10000", "orders of one account not yet confirmed or failed; 0: no limit"),
-    "OEE_API_KEY": ("", "the key `oee lag` sends to the API (an operator's, under AUTH=keys)"),
-}
+from services.envvars import ConfigError, choice, integer, millis, number, parsed, read, table
 
 AuthMode = Literal["keys", "off"]
+_NO_ORIGINS: tuple[str, ...] = ()  # beyond the API's own
 
 
 @dataclass(frozen=True, slots=True)
 class AccountsOptions:
     """Authentication and per-account limits. The defaults suit production; tests shrink some of them."""
 
-    auth: AuthMode = "off"
-    cache_ttl_s: float = 3.0
-    cache_max_keys: int = 10_000
-    ws_origins: tuple[str, ...] = ()
-    order_rate: float = 500.0
-    order_burst: int = 1000
-    max_open_orders: int = 10_000
+    auth: AuthMode = choice(
+        "AUTH", "off",
+        "keys: every route but /health, /ready and the page shells needs an API key; "
+        "off: one implicit `local` account, allowed only on a loopback HOST",
+        ("keys", "off"),
+    )  # fmt: skip
+    # At most 5 s: a revocation must hold on every process within 5 s even if a NOTIFY is lost.
+    cache_ttl_s: float = millis(
+        "AUTH_CACHE_TTL_MS", 3.0,
+        "how long a verified key is trusted before PostgreSQL is asked again (NOTIFY clears it sooner)", 0, 5000,
+    )  # fmt: skip
+    cache_max_keys: int = integer(
+        "AUTH_CACHE_MAX_KEYS", 10_000, "key ids (known or not) one API process remembers", 1, 10_000_000
+    )
+    ws_origins: tuple[str, ...] = parsed(
+        "WS_ALLOWED_ORIGINS", _NO_ORIGINS, "",
+        "browser origins that may open WebSockets besides the API's own (comma-separated; * for any)",
+        lambda raw: tuple(o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip()),
+    )  # fmt: skip
+    # Defaults well above what one healthy client needs (the whole pipeline finishes ~300 orders/s here): the
+    # limits stop a runaway or hostile client from filling the log and the router, they do not shape traffic.
+    order_rate: float = number(
+        "ACCOUNT_ORDER_RATE", 500.0, "orders per second one account may place per API process; 0: no limit",
+        0, 1_000_000, whole=True,
+    )  # fmt: skip
+    order_burst: int = integer(
+        "ACCOUNT_ORDER_BURST",
+        1000,
+        "orders one account may place at once (the token bucket's size)",
+        1,
+        10_000_000,
+    )
+    max_open_orders: int = integer(
+        "ACCOUNT_MAX_OPEN_ORDERS", 10_000, "orders of one account not yet confirmed or failed; 0: no limit",
+        0, 100_000_000,
+    )  # fmt: skip
 
     def check_exposure(self, variable: str, host: str) -> None:
         """Raise `ConfigError` (one line) when `AUTH=off` would serve an address other than loopback: like
@@ -62,21 +69,14 @@ class AccountsOptions:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AccountsOptions:
-        env = os.environ if env is None else env
-        auth = env_str(env, "AUTH", ACCOUNTS_ENV_VARS).strip().lower()
-        if auth not in ("keys", "off"):
-            raise ConfigError(f"AUTH={auth!r} must be keys or off")
-        origins = env_str(env, "WS_ALLOWED_ORIGINS", ACCOUNTS_ENV_VARS)
-        return cls(
-            auth="keys" if auth == "keys" else "off",
-            # At most 5 s: a revocation must hold on every process within 5 s even if a NOTIFY is lost.
-            cache_ttl_s=_int(env, "AUTH_CACHE_TTL_MS", 0, 5000) / 1000,
-            cache_max_keys=_int(env, "AUTH_CACHE_MAX_KEYS", 1, 10_000_000),
-            ws_origins=tuple(o.strip().rstrip("/").lower() for o in origins.split(",") if o.strip()),
-            order_rate=float(_int(env, "ACCOUNT_ORDER_RATE", 0, 1_000_000)),
-            order_burst=_int(env, "ACCOUNT_ORDER_BURST", 1, 10_000_000),
-            max_open_orders=_int(env, "ACCOUNT_MAX_OPEN_ORDERS", 0, 100_000_000),
-        )
+        return read(cls, os.environ if env is None else env)
+
+
+ACCOUNTS_ENV_VARS: dict[str, tuple[str, str]] = {
+    **table(AccountsOptions),
+    # Read by the clients (`oee lag`, `oee order`), not by the API.
+    "OEE_API_KEY": ("", "the key `oee lag` sends to the API (an operator's, under AUTH=keys)"),
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -86,7 +86,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # another name may resolve to anything: treat it as exposed
-
-
-def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    return env_int(env, name, low, high, ACCOUNTS_ENV_VARS)

@@ -31,6 +31,7 @@ from services.http.parts import Part
 from services.ingress.intake import EventPublisher
 from services.ingress.options import IngressOptions
 from services.lag import web as lag
+from services.metrics import gateway as gateway_metrics
 from services.metrics import metrics_part
 from services.spec import part as specs
 from services.web import routes as pages
@@ -50,7 +51,7 @@ def parts(
         query.part(settings, schema=schema),
         gateway.part(settings, gateway_options),
         pages.part(),
-        lag.part(settings),
+        lag.part(settings, deliveries=gateway_metrics.DELIVERY_LAG),  # the gateway above delivers here
         metrics_part(),
         specs.part(),
     ]

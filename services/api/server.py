@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import uvicorn
 
-from services import logs
 from services.accounts.options import AccountsOptions
 from services.api.app import create_app
 from services.config import Settings
-from services.gateway import server as gateway_server
 from services.gateway.options import GatewayOptions
 from services.serving.limits import HttpLimits
-from services.serving.server import uvicorn_config
+from services.serving.server import serve_until_stopped, uvicorn_config
 
 
 def server(settings: Settings, accounts: AccountsOptions | None = None) -> uvicorn.Server:
@@ -38,7 +36,4 @@ def server(settings: Settings, accounts: AccountsOptions | None = None) -> uvico
 
 def run(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM; the lifespans flush the producer and close the pools on the way out."""
-    logs.setup(settings.log_level, settings.log_format, "oee.api")
-    uv = server(settings)
-    gateway_server.tune_gc()  # the API serves the WebSocket gateway too: thousands of connections
-    uv.run()
+    serve_until_stopped(settings, "oee.api", lambda: server(settings))

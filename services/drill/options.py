@@ -6,8 +6,8 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from services.config import ConfigError
 from services.drill.plan import Durations
+from services.envvars import ConfigError
 
 
 @dataclass(frozen=True)

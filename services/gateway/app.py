@@ -2,7 +2,8 @@
 
 Both sit behind the same edge (`services.http`): `/ws/orders/{orderId}` and `/ws` need an account's key
 (`Authorization: Bearer`, or a browser's `bearer.<key>` subprotocol) and stream only that account's orders;
-`/gateway/stats` needs an operator key; `/health` is open.
+`/gateway/stats` needs an operator key; `/health` is open. The standalone app also serves `/metrics`
+(operators only, like the API's): its connections, slow closes and the delivery lag of live frames.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from services.gateway.gateway import lifespan
 from services.gateway.options import GatewayOptions
 from services.http.app import build_app
 from services.http.parts import Access, Part
+from services.metrics import metrics_part
 from services.spec.operation import (
     FORBIDDEN,
     ORDER_ID,
@@ -81,13 +83,14 @@ def part(settings: Settings, options: GatewayOptions | None = None) -> Part:
 def create_app(
     settings: Settings, options: GatewayOptions | None = None, accounts: AccountsOptions | None = None
 ) -> Starlette:
-    """The standalone gateway: the WebSocket routes, `/health` and `/gateway/stats`, behind the edge."""
+    """The standalone gateway: the WebSocket routes, `/health`, `/gateway/stats` and `/metrics`, behind the
+    edge."""
     health_part = Part(
         "health", [Route("/health", health, methods=["GET"])], access={"/health": Access.PUBLIC}
     )
     return build_app(
         settings,
-        [part(settings, options or GatewayOptions.from_env()), health_part],
+        [part(settings, options or GatewayOptions.from_env()), health_part, metrics_part()],
         accounts=accounts,
         db_pool_max=2,
     )

@@ -16,6 +16,10 @@ closed. (One that reads nothing at all is disconnected by the server after `HTTP
 `lookups` bounds the history look-ups (projection queries, log searches) the connection's streams have
 under way: more wait their turn, in order, and a stream that ends withdraws its own. However a client
 subscribes, it keeps at most `max_lookups` pieces of work on the database and the log.
+
+A live event's frame carries the event's time: when the writer has handed it to the socket it records the
+delivery lag (`oee_gateway_delivery_lag_seconds`, the lag monitor's `log_to_gateway` stage). History and
+control frames carry none: their age says how old the order is, not how late the gateway is.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.gateway import protocol
+from services.metrics.gateway import observe_delivery
 
 log = logging.getLogger("oee.gateway")
 
@@ -104,7 +109,7 @@ class Connection:
         self._slow_timer: asyncio.TimerHandle | None = None
         self._close_timeout_s = close_timeout_s
         self._multiplexed = multiplexed
-        self._queue: deque[tuple[str, int | None]] = deque()
+        self._queue: deque[tuple[str, int | None, float | None]] = deque()  # frame, seq, live event time
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -113,12 +118,13 @@ class Connection:
     def closing(self) -> bool:
         return self.close_code is not None
 
-    def push(self, frame: str, seq: int | None = None) -> bool:
-        """Queue a frame; False when the connection is closing (or just started closing for overflow)."""
+    def push(self, frame: str, seq: int | None = None, live_at: float | None = None) -> bool:
+        """Queue a frame; False when the connection is closing (or just started closing for overflow).
+        `live_at`: the event time of a live event's frame, whose delivery lag is recorded once sent."""
         if self.close_code is not None:
             return False
         queue = self._queue
-        queue.append((frame, seq))
+        queue.append((frame, seq, live_at))
         self._bytes += len(frame)
         n, size = len(queue), self._bytes
         if n >= self._max // 2 or size >= self._max_bytes // 2:
@@ -188,12 +194,14 @@ class Connection:
         try:
             while True:
                 while queue:
-                    frame, seq = queue.popleft()
+                    frame, seq, live_at = queue.popleft()
                     self._bytes -= len(frame)
                     await send({"type": "websocket.send", "text": frame})
                     self.sent += 1
                     if seq is not None:
                         self.last_seq_sent = seq
+                    if live_at is not None:
+                        observe_delivery(live_at)
                     if (
                         not self.room.is_set()
                         and len(queue) < self._max // 2

@@ -134,7 +134,7 @@ class OrderFeed:
         except Overflow as exc:
             self._end(protocol.TRY_AGAIN_LATER, f"{exc}; reconnect with fromSeq")
             return
-        self._pump()
+        self._pump(live=item)
         if self.seq.gap() is not None:
             self._next()
 
@@ -236,7 +236,9 @@ class OrderFeed:
         self._next()
 
     # -- output -----------------------------------------------------------------------------------------
-    def _pump(self) -> None:
+    def _pump(self, live: Item | None = None) -> None:
+        """Send what the sequencer has ready; `live` is the event that just arrived from the tail, whose
+        frame's delivery lag the connection records (the others were history, or held behind a gap)."""
         if self._ended or self.foreign:
             return
         for item in self.seq.ready():
@@ -247,7 +249,8 @@ class OrderFeed:
                 self.owned = True
             if item.seq <= self.from_seq:
                 continue
-            if not self.conn.push(item.frame, item.seq):
+            live_at = item.occurred_at if item is live else None
+            if not self.conn.push(item.frame, item.seq, live_at):
                 self.stop()  # the connection is closing (too slow): its close says how to resume
                 return
         if self.owned and self._not_found is not None:

@@ -52,6 +52,9 @@ class Item:
     offset: int
     frame: str
     account: str | None = None
+    occurred_at: float = (
+        0.0  # the event's time (epoch seconds): a live frame's delivery lag is measured from it
+    )
 
 
 def item_for(event: Event, partition: int, offset: int) -> Item:
@@ -65,6 +68,7 @@ def item_for(event: Event, partition: int, offset: int) -> Item:
         offset=offset,
         frame=orjson.dumps(event_frame(event)).decode(),
         account=event.data.account_id if isinstance(event, OrderRequested) else None,
+        occurred_at=event.occurred_at.timestamp(),
     )
 
 

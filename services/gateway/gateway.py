@@ -30,6 +30,7 @@ from services.gateway.logsearch import LogSearch
 from services.gateway.options import GatewayOptions
 from services.gateway.pghistory import PgHistory
 from services.gateway.tail import LogTail
+from services.metrics import gateway as metrics
 
 log = logging.getLogger("oee.gateway")
 
@@ -120,6 +121,7 @@ class Gateway:
         refusal = self.admission.admit(account)
         if refusal is None:
             self.connections[conn] = account
+            metrics.CONNECTIONS.inc()
         return refusal
 
     def closed(self, conn: Connection) -> None:
@@ -127,10 +129,12 @@ class Gateway:
         if account is None:
             return  # never admitted
         self.admission.release(account)
+        metrics.CONNECTIONS.dec()
         self.multiplexed.discard(conn)
         self.stats["frames_sent"] += conn.sent
         if conn.overflowed:
             self.stats["slow_closed"] += 1
+            metrics.SLOW_CLOSES.inc()
 
     async def _watch_loop(self, every_s: float = 0.5) -> None:
         loop = asyncio.get_running_loop()
@@ -141,7 +145,7 @@ class Gateway:
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         # Full collections walk every tracked object (~150 per connection): they are what stalls a busy
-        # gateway, so their length is worth watching (see server.tune_gc).
+        # gateway, so their length is worth watching (see services.serving.server.tune_gc).
         if phase == "start":
             self._gc_started = time.perf_counter()
         else:

@@ -8,6 +8,9 @@ stage lags. The last reports are kept so that every view can name the sample it 
 view can fetch the very same one (`GET /api/lag?seq=N`).
 
 A part that fails (Postgres down, broker unreachable) is reported in `errors` and the rest still is.
+
+The `log_to_gateway` stage comes from the gateway's delivery histogram, handed in by the composition root
+that runs a gateway in the same process (`deliveries`; the API does); without one the stage is `pending`.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import asyncio
 import contextlib
 import logging
 import math
-import sys
 import time
 from collections import deque
 from collections.abc import Iterable
 
 import asyncpg
 from aiokafka.structs import TopicPartition
+from prometheus_client import Histogram
 
 from events.topics import Topics
 from services.config import Settings
@@ -47,8 +50,10 @@ class LagMonitor:
         pool: asyncpg.Pool | None = None,
         projection_schema: str = "public",
         history_s: float = 60.0,
+        deliveries: Histogram | None = None,
     ) -> None:
         self.options = options
+        self.deliveries = deliveries  # the in-process gateway's oee_gateway_delivery_lag_seconds
         self.pool = pool
         self.schema = projection_schema
         self.topics = Topics.with_prefix(settings.topic_prefix)
@@ -286,14 +291,13 @@ class LagMonitor:
         return tuple(stages)
 
     def _gateway_stage(self, now: float) -> StageLag:
-        # Only when the gateway runs in this process and imported its metrics: importing them here would
-        # export an empty gateway histogram from an API that has no gateway.
-        module = sys.modules.get("services.metrics.gateway")
-        if module is not None:
-            self._gateway.add(snapshot(module.DELIVERY_LAG, now))
-            if self._gateway.ever_observed:
-                return StageLag("log_to_gateway", self._gateway.stat(), "gateway")
-        why = "no gateway deliveries observed in this process (oee_gateway_delivery_lag_seconds)"
+        if self.deliveries is None:
+            why = "no gateway in this process (the standalone gateway's /metrics has its deliveries)"
+            return StageLag("log_to_gateway", Stat(), "gateway", pending=why)
+        self._gateway.add(snapshot(self.deliveries, now))
+        if self._gateway.ever_observed:
+            return StageLag("log_to_gateway", self._gateway.stat(), "gateway")
+        why = "no live frame delivered to a WebSocket client yet (oee_gateway_delivery_lag_seconds)"
         return StageLag("log_to_gateway", Stat(), "gateway", pending=why)
 
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Histogram
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -101,8 +101,11 @@ def routes() -> list[BaseRoute]:
     return [route("/api/lag", lag, get=LAG), route("/dashboard", dashboard, get=DASHBOARD)]
 
 
-def lifespan(settings: Settings, options: LagOptions | None = None) -> Lifespan:
-    """Open the monitor on the app's database pool (`app.state.db`, opened by the ingress lifespan)."""
+def lifespan(
+    settings: Settings, options: LagOptions | None = None, deliveries: Histogram | None = None
+) -> Lifespan:
+    """Open the monitor on the app's database pool (`app.state.db`, opened by the ingress lifespan);
+    `deliveries` is the in-process gateway's delivery histogram (the `log_to_gateway` stage)."""
 
     @contextlib.asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[None]:
@@ -110,7 +113,8 @@ def lifespan(settings: Settings, options: LagOptions | None = None) -> Lifespan:
         if opts.interval_s <= 0:
             yield
             return
-        monitor = LagMonitor(settings, opts, getattr(app.state, "db", None), projection_schema())
+        pool = getattr(app.state, "db", None)
+        monitor = LagMonitor(settings, opts, pool, projection_schema(), deliveries=deliveries)
         exporter = LagExporter(lambda: monitor.latest)
         await monitor.start()
         REGISTRY.register(exporter)
@@ -125,11 +129,11 @@ def lifespan(settings: Settings, options: LagOptions | None = None) -> Lifespan:
     return run
 
 
-def part(settings: Settings, options: LagOptions | None = None) -> Part:
+def part(settings: Settings, options: LagOptions | None = None, deliveries: Histogram | None = None) -> Part:
     """What `oee api` mounts: the lag routes (the report for operators, the page's shell for anyone) and the
-    monitor's lifespan (on the app's database pool)."""
+    monitor's lifespan (on the app's database pool, with the API's gateway `deliveries` when it has one)."""
     access = {"/api/lag": Access.OPERATOR, "/dashboard": Access.PUBLIC}
-    return Part("lag", routes(), lifespan(settings, options), access=access)
+    return Part("lag", routes(), lifespan(settings, options, deliveries), access=access)
 
 
 def projection_schema() -> str:

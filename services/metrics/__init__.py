@@ -111,7 +111,7 @@ def port_from_env(env: Mapping[str, str] | None, name: str) -> int:
     """A metrics port from the environment (`METRICS_ENV_VARS` default), validated."""
     import os
 
-    from services.config import ConfigError
+    from services.envvars import ConfigError
 
     source = os.environ if env is None else env
     raw = source.get(name, "") or METRICS_ENV_VARS[name][0]

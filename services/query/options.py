@@ -1,5 +1,5 @@
-"""The read API's own settings, read from `QUERY_*` variables (the schema is the projection's
-`PROJECTION_SCHEMA`). `QUERY_ENV_VARS` has the shape of `services.config.ENV_VARS`."""
+"""The read API's own settings, each declared once with its `QUERY_*` variable (`services.envvars`); the
+schema is the projection's `PROJECTION_SCHEMA`. `QUERY_ENV_VARS` is derived from the declarations."""
 
 from __future__ import annotations
 
@@ -7,33 +7,23 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import env_int
-
-QUERY_ENV_VARS: dict[str, tuple[str, str]] = {
-    "QUERY_MAX_WAITERS": (
-        "1000",
-        "reads waiting for the projection (minSeq/minPosition with waitMs) at once; more answer 503",
-    ),
-    "QUERY_ACQUIRE_TIMEOUT_MS": (
-        "2000",
-        "how long a read waits for one of the pool's database connections; past it 503",
-    ),
-}
+from services.envvars import integer, millis, read, table
 
 
 @dataclass(frozen=True, slots=True)
 class QueryOptions:
-    max_waiters: int = 1000
-    acquire_timeout_s: float = 2.0
+    max_waiters: int = integer(
+        "QUERY_MAX_WAITERS", 1000,
+        "reads waiting for the projection (minSeq/minPosition with waitMs) at once; more answer 503", 1, 1_000_000,
+    )  # fmt: skip
+    acquire_timeout_s: float = millis(
+        "QUERY_ACQUIRE_TIMEOUT_MS", 2.0,
+        "how long a read waits for one of the pool's database connections; past it 503", 1, 600_000,
+    )  # fmt: skip
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> QueryOptions:
-        env = os.environ if env is None else env
-        return cls(
-            max_waiters=_int(env, "QUERY_MAX_WAITERS", 1, 1_000_000),
-            acquire_timeout_s=_int(env, "QUERY_ACQUIRE_TIMEOUT_MS", 1, 600_000) / 1000,
-        )
+        return read(cls, os.environ if env is None else env)
 
 
-def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    return env_int(env, name, low, high, QUERY_ENV_VARS)
+QUERY_ENV_VARS = table(QueryOptions)

@@ -22,11 +22,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import asyncpg
 import orjson
 
 from projections.db import dsn
 from projections.settings import NOTIFY_CHANNEL
+from services.pglisten import listen_forever
 
 log = logging.getLogger("oee.query")
 
@@ -180,33 +180,15 @@ class Waiter:
             self._dirty.set()
 
     async def _listen(self) -> None:
-        delay = 0.1
-        while True:
-            lost = asyncio.Event()
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": "oee-query-listen"}
-                )
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                self.listening, delay = True, 0.1
-                self.notifications += 1  # anything committed while we were not listening
-                self._dirty.set()
-                while not lost.is_set():
-                    # A dead peer without a closed socket never ends the session: probe it now and then.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), 10)
-                    if not lost.is_set():
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("projection listener: %r; reconnecting in %.1f s", exc, delay)
-            finally:
-                self.listening = False
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        def listening() -> None:
+            self.listening = True
+            self.notifications += 1  # anything committed while we were not listening
+            self._dirty.set()
+
+        def lost() -> None:
+            self.listening = False
+
+        await listen_forever(
+            self._dsn, NOTIFY_CHANNEL, self._on_notify, application_name="oee-query-listen",
+            on_listening=listening, on_lost=lost, what="projection listener",
+        )  # fmt: skip

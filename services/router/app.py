@@ -24,8 +24,8 @@ import faust
 from faust.types import TP
 
 from events.topics import Topics
-from services import config
 from services.config import Settings
+from services.faustapp import faust_app
 from services.router.admission import Admissions, PgAdmissions
 from services.router.batching import Batcher
 from services.router.core import RouterCore
@@ -42,25 +42,7 @@ def group_id(settings: Settings) -> str:
 
 def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500) -> faust.App:
     topics = Topics.with_prefix(settings.topic_prefix)
-    app = faust.App(
-        group_id(settings),
-        broker=f"kafka://{settings.bootstrap_servers}",
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        topic_allow_declare=False,  # topics belong to the contract (`oee topics create`)
-        consumer_auto_offset_reset="earliest",
-        datadir=datadir,
-        producer_acks=-1,
-        broker_commit_interval=1.0,
-        # A SIGKILLed router's partitions move to the others once its session expires: keep that short.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=30.0,
-        stream_buffer_maxsize=max(4 * batch_max, 4096),
-    )
+    app = faust_app(settings, group_id(settings), datadir, stream_buffer_maxsize=max(4 * batch_max, 4096))
     intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
     _leave_offsets_to_transactions(app)
     core.rewind = _rewinder(app, topics.requests)
@@ -143,16 +125,6 @@ def make_core(
     )
 
 
-def options_from(knobs: config.RouterSettings) -> RouterOptions:
-    return RouterOptions(
-        quote_timeout_s=knobs.quote_timeout_s,
-        backoff=knobs.backoff,
-        memory_orders=knobs.memory_orders,
-        landing_deadline_s=knobs.landing_deadline_s,
-        status_grace_s=knobs.status_grace_s,
-    )
-
-
 def run(settings: Settings) -> None:
     """Run the router worker in the foreground until SIGTERM/SIGINT."""
     import uvloop
@@ -171,13 +143,13 @@ def run(settings: Settings) -> None:
     else:
         venues = build_venues(vcfg, settings.tokens)
         log.info("venues run inside the router (seed %s); set VENUE_URL to use a venue server", vcfg.seed)
-    knobs = config.load_router()
-    core = make_core(settings, venues, options_from(knobs))
+    options = RouterOptions.from_env(os.environ)
+    core = make_core(settings, venues, options)
     attach_settlements(core, venues)
     _serve_metrics(settings, core)
     datadir = settings.stack.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, core, str(datadir), knobs.batch_max)
+    app = build_app(settings, core, str(datadir), options.batch_max)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.spinner = None  # its cursor escapes end up in log files
     worker.execute_from_commandline()

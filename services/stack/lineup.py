@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.config import Settings, env_int
+from services.config import Settings
+from services.envvars import env_int
 from services.stack import venue_secret
 
 MAX_INSTANCES = 16  # per kind: a bound on what one local supervisor runs (2 cores: more is only overhead)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.config import ConfigError, env_float, env_int, env_str
+from services.envvars import ConfigError, env_float, env_int, env_str
 from services.stack.restarts import RestartPolicy
 
 SUPERVISOR_ENV_VARS: dict[str, tuple[str, str]] = {

@@ -21,6 +21,7 @@ import faust
 
 from events.topics import Topics
 from services.config import Settings
+from services.faustapp import faust_app
 from services.triggers.engine import TriggerEngine
 from services.triggers.offsets import gate_commits, start_at_recent_market
 from services.triggers.options import TriggerOptions
@@ -34,24 +35,7 @@ def group_id(settings: Settings) -> str:
 
 def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_id: str) -> faust.App:
     topics = Topics.with_prefix(settings.topic_prefix)
-    app = faust.App(
-        group_id(settings),
-        broker=f"kafka://{settings.bootstrap_servers}",
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        topic_allow_declare=False,  # topics belong to the contract (`oee topics create`)
-        consumer_auto_offset_reset="earliest",
-        consumer_group_instance_id=instance_id,
-        datadir=datadir,
-        producer_acks=-1,
-        broker_commit_interval=1.0,
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=30.0,
-    )
+    app = faust_app(settings, group_id(settings), datadir, consumer_group_instance_id=instance_id)
     market = app.topic(topics.market_data, value_type=bytes, key_type=bytes, allow_empty=True)
     gate_commits(app, lambda: engine.processed)
     crashed: asyncio.Future[BaseException] = asyncio.get_event_loop().create_future()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.config import ConfigError
+from services.envvars import ConfigError
 
 from .clock import Clock
 from .ledger import Ledger

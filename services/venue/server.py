@@ -56,7 +56,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.metrics import metrics_route
 from services.metrics import venue as venue_metrics
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
+import websockets
 from playwright.async_api import Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from prometheus_client.parser import text_string_to_metric_families
@@ -291,6 +293,45 @@ async def test_the_dashboard_shows_numbers_that_move_under_load(
     assert total(router, "oee_router_decisions_total") == 120
     assert total(venue, "oee_venue_settlements_total") == 120
     assert total(venue, "oee_venue_settlements_total", state="confirmed") == finished
+
+
+async def test_the_lag_view_shows_the_gateways_delivery_lag_while_clients_watch_orders(
+    start: Callable[..., Awaitable[System]],
+) -> None:
+    system = await start()
+    first = await system.wait_json(lambda report: True, "a first sample")
+    gateway_stage = next(s for s in first["stages"] if s["stage"] == "log_to_gateway")
+    assert "pending" in gateway_stage and gateway_stage["count"] == 0  # nobody watched anything yet
+
+    ws_url = system.api.replace("http://", "ws://")
+
+    async def watch(order_id: str) -> list[dict[str, Any]]:
+        """Every frame of the order until the gateway closes the stream after its terminal event."""
+        got: list[dict[str, Any]] = []
+        async with websockets.connect(f"{ws_url}/ws/orders/{order_id}") as ws:
+            async with asyncio.timeout(60):
+                async for message in ws:
+                    got.append(orjson.loads(message))
+        return got
+
+    # Each client connects right after its POST: the venue settles 1.5 s later, so at least the terminal
+    # frame reaches it live (the earlier ones may come from the gateway's recent window, as history).
+    ids = await post_orders(system.api, 10, concurrency=10)
+    streams = await asyncio.gather(*(watch(order_id) for order_id in ids))
+    assert all(frames and frames[-1]["status"] in ("confirmed", "failed") for frames in streams)
+
+    def delivered(report: dict[str, Any]) -> bool:
+        stage = next(s for s in report["stages"] if s["stage"] == "log_to_gateway")
+        return "pending" not in stage and stage["count"] >= len(ids)
+
+    report = await system.wait_json(delivered, "log_to_gateway measured from the clients' live frames")
+    stage = next(s for s in report["stages"] if s["stage"] == "log_to_gateway")
+    assert stage["source"] == "gateway"
+    # Live frames leave within moments of their event, on a loaded machine too; never before it.
+    assert 0.0 <= stage["p50_s"] <= stage["p95_s"] <= stage["max_s"] <= 5.0
+    samples = await scrape(f"{system.api}/metrics")
+    assert total(samples, "oee_gateway_delivery_lag_seconds_count") >= len(ids)
+    assert total(samples, "oee_gateway_frames_sent_total", kind="live") >= len(ids)
 
 
 async def test_a_paused_projector_shows_growing_lag_everywhere_with_the_same_numbers_then_drains(

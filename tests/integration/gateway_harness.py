@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -34,6 +32,8 @@ from services.gateway.gateway import Gateway
 from services.gateway.options import GatewayOptions
 from services.serving.limits import HttpLimits
 from services.serving.server import uvicorn_config
+from tests.uvicorn_harness import serve
+from tests.waiting import until as wait_until  # noqa: F401  (the gateway tests import it from here)
 
 TEST_OPTIONS = GatewayOptions(
     not_found_timeout_s=30.0, log_scan_delay_s=0.1, heartbeat_s=15.0, close_timeout_s=10.0
@@ -81,35 +81,23 @@ async def start(
     accounts: AccountsOptions | None = None,
 ) -> RunningGateway:
     app = create_app(settings, options, accounts)
-    sock = socket.socket()  # bound here so the port is known without a race; uvicorn's server closes it
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn_config(
-        app if wrap is None else wrap(app),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        limits=HttpLimits(),
-        ws_max_size=options.max_message_bytes,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await wait_until(lambda: server.started or task.done(), 30, "uvicorn to start")
-    if task.done():
-        task.result()
+
+    def config(port: int) -> uvicorn.Config:
+        return uvicorn_config(
+            app if wrap is None else wrap(app),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            limits=HttpLimits(),
+            ws_max_size=options.max_message_bytes,
+            timeout_graceful_shutdown=5,
+        )
+
+    served = await serve(config)
+    server, task, port = served.server, served.task, served.port
     gateway: Gateway = app.state.gateway
     assert await gateway.wait_ready(), "the gateway's log tail did not position itself"
     return RunningGateway(server, task, port, gateway)
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    """Poll a condition (the tests' only way to wait: never a bare sleep as synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 import websockets
@@ -82,6 +83,27 @@ async def test_a_message_over_the_limit_is_closed_1009_on_both_endpoints(setting
             stream = await collect(ws, timeout=10)
         assert stream.code == 1009
         await wait_until(lambda: gw.gateway.snapshot()["connections"] == 0, 10, "both to be gone")
+
+
+async def test_the_standalone_gateways_metrics_are_for_operators_under_keys(
+    settings: Settings, unique: str
+) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        trader = (await store.create_account(conn, f"trader-{unique}")).key
+        ops = (await store.create_account(conn, f"ops-{unique}", operator=True)).key
+    finally:
+        await conn.close()
+    async with serving(settings, accounts=AccountsOptions(auth="keys")) as gw:
+        url = f"http://127.0.0.1:{gw.port}/metrics"
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(url)).status_code == 401
+            refused = await client.get(url, headers={"Authorization": f"Bearer {trader}"})
+            assert refused.status_code == 403 and "operator" in refused.json()["error"]
+            scraped = await client.get(url, headers={"Authorization": f"Bearer {ops}"})
+    assert scraped.status_code == 200
+    assert "oee_gateway_delivery_lag_seconds_bucket" in scraped.text
+    assert "oee_gateway_connections" in scraped.text
 
 
 async def test_connections_per_account(settings: Settings, unique: str) -> None:

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from events.topics import Topics
 from services.config import Settings
@@ -68,6 +70,39 @@ async def test_connect_before_the_order_exists(settings: Settings) -> None:
     assert stream.seqs == [1, 2, 3, 4, 5]
     assert stream.statuses[-1] == "failed" and stream.frames[-1]["data"]["error"] == "slippage exceeded"
     assert stream.code == 1000 and "order failed at seq 5" in stream.reason
+
+
+async def _delivered(port: int) -> tuple[float, float]:
+    """The standalone gateway's own `/metrics`: (live frames counted, delivery lags observed)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    found = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name in ("oee_gateway_frames_sent_total", "oee_gateway_delivery_lag_seconds_count")
+    }
+    return found.get("oee_gateway_frames_sent_total", 0.0), found["oee_gateway_delivery_lag_seconds_count"]
+
+
+async def test_the_standalone_gateway_serves_the_delivery_lag_of_live_frames_only(settings: Settings) -> None:
+    live, history = lifecycle_events(), lifecycle_events()
+    topic = events_topic(settings)
+    async with serving(settings) as gw:
+        before = await _delivered(gw.port)
+        # History: an order complete before anyone watches it; none of its frames is a delivery.
+        await append(settings.bootstrap_servers, topic, history)
+        await wait_until(lambda: gw.gateway.tail.events_read >= 5, 30, "the tail to read the first order")
+        assert (await read_stream(gw.url(f"/ws/orders/{history[0].order_id}"))).seqs == [1, 2, 3, 4, 5]
+        assert await _delivered(gw.port) == before
+        # Live: every frame of an order watched from before its first event is a delivery, counted once.
+        async with connect(gw.url(f"/ws/orders/{live[0].order_id}")) as ws:
+            await wait_until(lambda: len(gw.gateway.hub) == 1, 10, "the subscription")
+            await append(settings.bootstrap_servers, topic, live)
+            assert (await collect(ws)).seqs == [1, 2, 3, 4, 5]
+        frames, lags = await _delivered(gw.port)
+    assert (frames - before[0], lags - before[1]) == (5, 5)
 
 
 async def test_join_mid_stream(settings: Settings) -> None:

@@ -20,7 +20,6 @@ from services.config import Settings
 from services.lag.config import LagOptions
 from services.lag.model import GroupLag, LagReport
 from services.lag.monitor import LagMonitor
-from services.lag.rules import Thresholds
 from tests.samples import lifecycle_events
 
 pytestmark = pytest.mark.integration
@@ -37,9 +36,7 @@ async def monitor(infra: Settings, topics: Topics) -> AsyncIterator[Callable[...
     made: list[tuple[LagMonitor, asyncpg.Pool | None]] = []
 
     async def make(pool: bool = False, schema: str = "public", **opts: object) -> LagMonitor:
-        options = dataclasses.replace(
-            LagOptions(), thresholds=Thresholds(min_samples=3, err_offsets=0, err_seconds=0), **opts
-        )
+        options = dataclasses.replace(LagOptions(), min_samples=3, err_offsets=0, err_seconds=0, **opts)
         db = await asyncpg.create_pool(infra.database_url, min_size=0, max_size=2) if pool else None
         settings = dataclasses.replace(infra, topic_prefix=prefix_of(topics))
         m = LagMonitor(settings, options, db, schema)
@@ -284,7 +281,7 @@ async def test_the_order_view_follows_the_log(
             )
     finally:
         await producer.stop()
-    m = await monitor(stuck_s={"pending": 30.0, "routing": 30.0, "building": 30.0, "submitted": 0.001})
+    m = await monitor(stuck_pending_s=30.0, stuck_routing_s=30.0, stuck_submitted_s=0.001)
     await m.start(background=False)
 
     def seen(report: LagReport) -> bool:

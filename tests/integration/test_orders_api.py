@@ -190,7 +190,7 @@ def test_the_memory_of_sent_cancels_is_bounded_and_forgets_the_oldest() -> None:
 def test_expires_at_is_bounded_by_the_ingress_option() -> None:
     options = IngressOptions.from_env({"INGRESS_MAX_RESTING_S": "3600"})
     assert options.max_resting_s == 3600.0
-    from services.config import ConfigError
+    from services.envvars import ConfigError
 
     with pytest.raises(ConfigError, match="INGRESS_MAX_RESTING_S"):
         IngressOptions.from_env({"INGRESS_MAX_RESTING_S": str(7 * 86_400)})

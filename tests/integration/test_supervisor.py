@@ -10,8 +10,7 @@ import logging
 import os
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from services.stack.procs import Managed, pid_alive
 from services.stack.restarts import RestartPolicy
 from services.stack.supervisor import SUPERVISOR, InfraSpec, ServiceSpec, Supervisor, read_snapshot
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,6 @@ def component(tmp_path: Path, name: str) -> dict[str, Any]:
 
 def component_list(tmp_path: Path) -> list[dict[str, Any]]:
     return list(json.loads((tmp_path / "run" / "supervisor.json").read_text())["components"])
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_chatty_child_writes_through_the_pipe_into_bounded_rotated_files(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from services import config
+from services.variables import all_env_vars
 from tests.compose_file import (
     DOCKERFILE,
     HOST_ACCESS,
@@ -55,7 +56,7 @@ INFRA = ("redpanda", "postgres")
 PROFILED = {"console": "console", "prometheus": "observability", "grafana": "observability"}
 
 # Every variable the engine reads: the services' own, the venue's and the ingress's.
-KNOWN_VARS = frozenset(config.all_env_vars())
+KNOWN_VARS = frozenset(all_env_vars())
 # Variables of third-party images, by image repository (without tag).
 IMAGE_VARS = {
     "postgres": frozenset({"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}),
@@ -210,7 +211,7 @@ def test_engine_variables_are_ones_the_code_reads(services: dict[str, Any]) -> N
     for name in engine_services(services):
         unknown = set(env(services, name)) - known
         assert not unknown, (
-            f"service {name} sets {sorted(unknown)}, which services.config.all_env_vars() "
+            f"service {name} sets {sorted(unknown)}, which services.variables.all_env_vars() "
             "does not name (misspelled?)"
         )
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.config import ConfigError
 from services.drill.options import DrillOptions
 from services.drill.pacing import Pacing
 from services.drill.plan import KINDS, Durations, expected_span_s, plan
+from services.envvars import ConfigError
 
 
 def test_each_round_holds_every_kind_once_in_a_seeded_order() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.gateway.options import GATEWAY_ENV_VARS, GatewayOptions
 
 

@@ -7,7 +7,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from services.accounts.options import AccountsOptions
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.http.edge import _credentials, origin_allowed
 from services.http.parts import Access, Part, Policy
 

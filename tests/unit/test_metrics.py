@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from events.examples import confirmed_stream, failed_stream
 from services import metrics
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.metrics import ingress, router, venue
 from services.venue.interface import SwapStatus, VenueRejected, VenueUnavailable
 
@@ -148,7 +148,7 @@ def test_projector_and_gateway_helpers_record_lags() -> None:
     projector.observe_batch("orders", 0.01, [at, at], duplicates=1, now=at.timestamp() + 2)
     assert value("oee_projector_apply_lag_seconds_count", projection="orders") - before == 2
     before = value("oee_gateway_delivery_lag_seconds_count")
-    gateway.observe_delivery(at, now=at.timestamp() + 0.5)
+    gateway.observe_delivery(at.timestamp(), now=at.timestamp() + 0.5)
     assert value("oee_gateway_delivery_lag_seconds_count") - before == 1
 
 

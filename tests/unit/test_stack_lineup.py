@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services import config
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.stack.lineup import (
     MAX_INSTANCES,
     env_for,

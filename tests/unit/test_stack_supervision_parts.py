@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from services import metrics
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.metrics.supervisor import SupervisorCollector
 from services.stack import venue_secret
 from services.stack.procs import StackError

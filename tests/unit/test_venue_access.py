@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.venue.access import MAX_BODY_BYTES
 from services.venue.client import HttpVenue
 from services.venue.config import VenueConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.config import ConfigError
+from services.envvars import ConfigError
 from services.venue.config import VENUE_ENV_VARS, VenueConfig, build_venues
 from services.venue.simulator import SimulatedVenue
 
