@@ -1,4 +1,8 @@
-"""The read API's SQL against one projection schema. Every query is a single statement (one snapshot)."""
+"""The read API's queries of one projection schema. Every query is a single statement (one snapshot).
+
+Built with SQLAlchemy Core over `projections.tables` and compiled once for asyncpg (`services.query.statements`);
+the list query once per combination of filters, on first use.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
+from sqlalchemy import BigInteger, Text, and_, any_, bindparam, cast, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
-from projections.migrations import quote_ident
 from projections.settings import PROJECTION_NAME
+from projections.tables import OPEN_ORDERS, order_events, orders
+from projections.tables import projector_positions as positions
 from services.query.params import ListQuery
+from services.query.statements import Compiled, OrderPages, compile_for
 
-_FRESHNESS = "p.next_offset, p.end_offset, p.updated_at AS applied_at, p.checked_at"
+_FRESHNESS = (
+    positions.c.next_offset,
+    positions.c.end_offset,
+    positions.c.updated_at.label("applied_at"),
+    positions.c.checked_at,
+)
+_OF_THE_LOG = and_(positions.c.projection == bindparam("projection"), positions.c.topic == bindparam("topic"))
 
 
 class Reads:
@@ -22,38 +36,73 @@ class Reads:
         self.schema = schema
         self.topic = topic
         self.projection = projection
-        q = self.q = quote_ident(schema)
-        self._order = (
-            f"SELECT o.*, {_FRESHNESS} FROM {q}.orders o LEFT JOIN {q}.projector_positions p"
-            " ON p.projection = $2 AND p.topic = o.last_topic AND p.partition = o.last_partition"
-            " WHERE o.id = $1 AND o.account_id = $3"
+        o, p = orders, positions
+        self._order = compile_for(
+            select(o, *_FRESHNESS)
+            .select_from(
+                o.outerjoin(
+                    p,
+                    and_(
+                        p.c.projection == bindparam("projection"),
+                        p.c.topic == o.c.last_topic,
+                        p.c.partition == o.c.last_partition,
+                    ),
+                )
+            )
+            .where(o.c.id == bindparam("order_id"), o.c.account_id == bindparam("account")),
+            schema,
         )
-        self._events = f"SELECT * FROM {q}.order_events WHERE order_id = $1 ORDER BY seq"
-        self._position = (
-            f"SELECT p.partition, {_FRESHNESS} FROM {q}.projector_positions p"
-            " WHERE p.projection = $1 AND p.topic = $2 AND p.partition = $3"
+        self._events = compile_for(
+            order_events.select()
+            .where(order_events.c.order_id == bindparam("order_id"))
+            .order_by(order_events.c.seq),
+            schema,
+        )
+        self._position = compile_for(
+            select(p.c.partition, *_FRESHNESS).where(_OF_THE_LOG, p.c.partition == bindparam("partition")),
+            schema,
         )
         # What the read-your-writes checker needs of every waiting read at once (services.query.waits).
-        self._seqs = f"SELECT id::text AS id, last_seq FROM {q}.orders WHERE id = ANY($1::uuid[])"
-        self._positions = (
-            f"SELECT partition, next_offset FROM {q}.projector_positions WHERE projection = $1 AND topic = $2"
+        self._seqs = compile_for(
+            select(cast(o.c.id, Text).label("id"), o.c.last_seq).where(
+                o.c.id == any_(bindparam("order_ids", type_=ARRAY(UUID(as_uuid=False))))
+            ),
+            schema,
         )
-        self._summary = (
-            "SELECT count(*) AS partitions, sum(greatest(end_offset - next_offset, 0))::int8 AS lag,"
-            " min(updated_at) AS oldest_applied, min(checked_at) AS oldest_check"
-            f" FROM {q}.projector_positions WHERE projection = $1 AND topic = $2"
+        self._positions = compile_for(select(p.c.partition, p.c.next_offset).where(_OF_THE_LOG), schema)
+        lag = func.greatest(p.c.end_offset - p.c.next_offset, literal_column("0"))
+        self._summary = compile_for(
+            select(
+                func.count().label("partitions"),
+                cast(func.sum(lag), BigInteger).label("lag"),
+                func.min(p.c.updated_at).label("oldest_applied"),
+                func.min(p.c.checked_at).label("oldest_check"),
+            ).where(_OF_THE_LOG),
+            schema,
         )
+        self.pages = OrderPages(schema)
+        self._log = {"projection": projection, "topic": topic}
+
+    async def _fetch(
+        self, conn: asyncpg.Connection, statement: Compiled, **values: Any
+    ) -> list[asyncpg.Record]:
+        return await conn.fetch(statement.sql, *statement.args(self._log | values))
+
+    async def _fetchrow(
+        self, conn: asyncpg.Connection, statement: Compiled, **values: Any
+    ) -> asyncpg.Record | None:
+        return await conn.fetchrow(statement.sql, *statement.args(self._log | values))
 
     async def order(self, conn: asyncpg.Connection, order_id: str, account: str) -> asyncpg.Record | None:
         """The order's row with the freshness of its partition, or None: unknown and another account's
         order are the same None, so an answer never tells whether an id exists."""
-        return await conn.fetchrow(self._order, order_id, self.projection, account)
+        return await self._fetchrow(conn, self._order, order_id=order_id, account=account)
 
     async def events(self, conn: asyncpg.Connection, order_id: str) -> list[asyncpg.Record]:
-        return await conn.fetch(self._events, order_id)
+        return await self._fetch(conn, self._events, order_id=order_id)
 
     async def position(self, conn: asyncpg.Connection, partition: int) -> asyncpg.Record | None:
-        return await conn.fetchrow(self._position, self.projection, self.topic, partition)
+        return await self._fetchrow(conn, self._position, partition=partition)
 
     async def progress(
         self, conn: asyncpg.Connection, order_ids: Sequence[str], positions: bool
@@ -61,67 +110,40 @@ class Reads:
         """The last seq of each of these orders that has a row; each partition's next offset (if asked)."""
         seqs: dict[str, int] = {}
         if order_ids:
-            seqs = {r["id"]: r["last_seq"] for r in await conn.fetch(self._seqs, list(order_ids))}
+            rows = await self._fetch(conn, self._seqs, order_ids=list(order_ids))
+            seqs = {r["id"]: r["last_seq"] for r in rows}
         applied: dict[int, int] = {}
         if positions:
-            rows = await conn.fetch(self._positions, self.projection, self.topic)
+            rows = await self._fetch(conn, self._positions)
             applied = {r["partition"]: r["next_offset"] for r in rows if r["next_offset"] is not None}
         return seqs, applied
 
     async def summary(self, conn: asyncpg.Connection) -> asyncpg.Record | None:
-        return await conn.fetchrow(self._summary, self.projection, self.topic)
+        return await self._fetchrow(conn, self._summary)
 
     async def page(self, conn: asyncpg.Connection, query: ListQuery, account: str) -> list[asyncpg.Record]:
         """Up to `limit + 1` of the account's orders, newest first (the extra row: is there a next page)."""
-        sql, args = list_sql(self.q, query, account)
+        sql, args = self.pages.statement(query, account)
         return await conn.fetch(sql, *args)
 
 
-def list_sql(table_schema: str, query: ListQuery, account: str) -> tuple[str, list[Any]]:
-    """One account's orders, keyset-paginated on (created_at, id) descending; only the filters given, so
-    the planner can use the (account_id[, status], created_at, id) indexes."""
-    where: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    where.append(f"account_id = {arg(account)}")
-    if query.status is not None:
-        where.append(f"status = {arg(query.status)}")
-    if query.side is not None:
-        where.append(f"side = {arg(query.side)}")
-    if query.order_type is not None:
-        where.append(f"type = {arg(query.order_type)}")
-    if query.venue is not None:
-        where.append(f"selected_dex = {arg(query.venue)}")
-    if query.since is not None:
-        where.append(f"created_at >= {arg(query.since)}")
-    if query.until is not None:
-        where.append(f"created_at < {arg(query.until)}")
-    if query.cursor is not None:
-        c = query.cursor
-        where.append(f"(created_at, id) < ({arg(c.created_at)}, {arg(c.order_id)}::uuid)")
-    clause = f"WHERE {' AND '.join(where)} "
-    sql = f"SELECT * FROM {table_schema}.orders {clause}ORDER BY created_at DESC, id DESC LIMIT {arg(query.limit + 1)}"
-    return sql, args
-
-
-OPEN_ORDERS = "status NOT IN ('cancelled', 'confirmed', 'expired', 'failed')"
-"""An order not yet ended (`events.lifecycle.TERMINAL`, alphabetical), as the partial index says it."""
+def open_orders_statement(schema: str) -> Compiled:
+    """How many of an account's orders are not yet ended: one index-only count on `orders_account_open`,
+    whose predicate `OPEN_ORDERS` is, word for word (sql/0004)."""
+    return compile_for(
+        select(func.count()).where(orders.c.account_id == bindparam("account"), text(OPEN_ORDERS)), schema
+    )
 
 
 def open_orders_counter(
     pool: asyncpg.Pool, schema: str, timeout_s: float = 2.0
 ) -> Callable[[str], Awaitable[int]]:
     """account -> how many of its orders the projection in `schema` holds not yet ended: in flight or resting
-    (the per-account open-orders limit; one index-only count on `orders_account_open`, whose predicate
-    this must repeat word for word: sql/0004)."""
-    sql = f"SELECT count(*) FROM {quote_ident(schema)}.orders WHERE account_id = $1 AND {OPEN_ORDERS}"
+    (the per-account open-orders limit)."""
+    statement = open_orders_statement(schema)
 
     async def count(account: str) -> int:
         async with asyncio.timeout(timeout_s):
-            return int(await pool.fetchval(sql, account))
+            return int(await pool.fetchval(statement.sql, *statement.args({"account": account})))
 
     return count

@@ -25,7 +25,6 @@ USED_WITHOUT_IMPORT = {
     "websockets": "uvicorn's WebSocket protocol: services/api/server.py runs it with ws='websockets-sansio'",
     "sniffio": "httpcore imports it on every request when present (services/lag/terminal.py's httpx client); "
     "absent, it retries the import each time (services/venue/client.py measured that)",
-    "sqlalchemy": "listed on the design card; issue 13 item 4 decides between SQLAlchemy Core and removal",
     "swagger-ui-py": "its static files (package swagger_ui) are found with importlib.util.find_spec and served "
     "by services/spec/part.py; nothing imports the package's Python code",
 }

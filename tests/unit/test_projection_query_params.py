@@ -17,7 +17,7 @@ from services.query.params import (
     one_order,
     params_of,
 )
-from services.query.reads import list_sql
+from services.query.statements import OrderPages
 
 OID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
@@ -87,13 +87,15 @@ def test_a_cursor_round_trips_and_is_bound_to_its_filters() -> None:
 
 
 def test_the_list_sql_is_one_account_s_and_uses_only_the_filters_given() -> None:
-    sql, args = list_sql('"s"', ListQuery(limit=10), "alice")
-    assert "WHERE account_id = $1 ORDER BY" in sql and args == ["alice", 11]
+    sql, args = OrderPages("s").statement(ListQuery(limit=10), "alice")
+    sql = " ".join(sql.split())
+    assert "WHERE s.orders.account_id = $1::VARCHAR ORDER BY" in sql and args == ["alice", 11]
     q = list_query(params_of([("venue", "meteora"), ("from", "2025-03-14T09:00:00Z")]))
-    sql, args = list_sql('"s"', q, "bob")
+    sql, args = OrderPages("s").statement(q, "bob")
+    sql = " ".join(sql.split())
     assert "account_id = $1" in sql and "selected_dex = $2" in sql and "created_at >= $3" in sql
     assert args[0] == "bob" and args[-1] == DEFAULT_LIMIT + 1
-    assert sql.endswith("ORDER BY created_at DESC, id DESC LIMIT $4")
+    assert sql.endswith("ORDER BY s.orders.created_at DESC, s.orders.id DESC LIMIT $4")
 
 
 def test_the_type_filter_and_the_new_statuses() -> None:
