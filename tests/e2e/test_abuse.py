@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import socket
 import statistics
-import struct
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from services.config import Settings
 from tests.e2e.harness import Proc, free_port, service, wait_http
 from tests.integration.test_query_api import order_at, write
 from tests.projection_fixtures import settings_for
+from tests.raw_websocket import masked, never_reading_client
 
 pytestmark = pytest.mark.e2e
 
@@ -74,37 +74,6 @@ async def api(infra: Settings, topics: Topics, schema: str, tmp_path: Path) -> A
         proc.stop()
 
 
-def frame(payload: bytes) -> bytes:
-    """One masked text frame as a client sends it (a zero mask leaves the payload as it is)."""
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x81, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x81, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
-    return head + b"\0\0\0\0" + payload
-
-
-async def never_reading_client(port: int, path: str) -> socket.socket:
-    """Past the WebSocket handshake, with a small receive buffer, and never reading again."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    await loop.sock_sendall(
-        sock,
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode(),
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += await loop.sock_recv(sock, 1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
 async def send_until_cut(sock: socket.socket, data: bytes, deadline_s: float) -> tuple[int, bool]:
     """Send `data` without ever reading; (bytes the server took, whether it cut the connection)."""
     sent = 0
@@ -135,7 +104,7 @@ async def pings_that_are_never_read(api: Api, id_bytes: int, cut_within_s: float
     stop = asyncio.Event()
     peak = asyncio.create_task(watch_rss(api, stop))
     sock = await never_reading_client(api.port, "/ws")
-    ping = frame(b'{"action": "ping", "id": "' + b"i" * id_bytes + b'"}')
+    ping = masked(b'{"action": "ping", "id": "' + b"i" * id_bytes + b'"}')
     started = time.monotonic()
     try:
         sent, cut = await send_until_cut(sock, ping * 600, cut_within_s)

@@ -12,7 +12,6 @@ import dataclasses
 import inspect
 import logging
 import socket
-import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from services.serving.limits import HTTP_ENV_VARS, HttpLimits
 from services.serving.protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
 from services.serving.server import uvicorn_config
+from tests.raw_websocket import PING, masked, never_reading_client
 
 LIMITS = HttpLimits(
     max_connections=20, request_timeout_s=0.5, max_header_bytes=2048, ws_linger_s=0.5, send_timeout_s=30.0
@@ -309,35 +309,10 @@ async def test_a_websocket_message_over_the_limit_is_closed_1009() -> None:
         assert ws.close_code == 1009 and "exceeds limit of 1024 bytes" in (ws.close_reason or "")
 
 
-def _masked(opcode: int, payload: bytes) -> bytes:
-    """One client frame (clients must mask; a zero mask keeps the payload as is)."""
-    assert len(payload) < 126
-    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + b"\0\0\0\0" + payload
-
-
-async def _upgraded(port: int, path: str) -> socket.socket:
-    """A raw socket past the WebSocket handshake, with a small receive buffer, that we never read again."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    await loop.sock_sendall(
-        sock,
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode(),
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += await loop.sock_recv(sock, 1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
 async def test_a_peer_that_pings_and_never_reads_does_not_grow_the_server_s_buffer() -> None:
     async with serving() as s:
-        sock = await _upgraded(s.port, "/ws")
-        ping = _masked(0x9, b"p" * 125)  # each answered by a 127-byte pong the peer never reads
+        sock = await never_reading_client(s.port, "/ws")
+        ping = masked(b"p" * 125, PING)  # each answered by a 127-byte pong the peer never reads
         sent = 0
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
@@ -357,7 +332,7 @@ async def test_a_peer_that_pings_and_never_reads_does_not_grow_the_server_s_buff
 
 async def test_a_connection_its_handler_left_is_aborted_when_the_peer_never_reads() -> None:
     async with serving() as s:  # (the send timeout, 30 s here, would end it too, later)
-        sock = await _upgraded(s.port, "/flood")
+        sock = await never_reading_client(s.port, "/flood")
         await until(lambda: s.seen.get("flood") == "left", 10, "the handler to give up")
         assert s.connections(WebSocketsSansIOProtocol) == 1  # uvicorn's close() waits on unsent data...
         # ... which a peer that never reads never takes: the connection is aborted after the linger.
@@ -370,7 +345,7 @@ async def test_a_peer_that_takes_nothing_is_disconnected_after_the_send_timeout(
     async with serving(limits) as s:
         # A WebSocket handler sending to a peer that never reads: its send fails (the peer is gone) after
         # the timeout instead of waiting for ever.
-        sock = await _upgraded(s.port, "/flood")
+        sock = await never_reading_client(s.port, "/flood")
         started = time.monotonic()
         await until(lambda: s.connections(WebSocketsSansIOProtocol) == 0, 5, "the WebSocket to be cut")
         assert time.monotonic() - started < 2.0 and s.seen.get("flood") == "left"
