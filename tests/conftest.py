@@ -55,6 +55,52 @@ def _containers(settings: Settings) -> Iterator[Settings]:
         yield dataclasses.replace(settings, bootstrap_servers=bootstrap, database_url=database)
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands tests to xdist workers (and runs none itself)."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With xdist workers, the local stack is started once, here, before any worker exists: each worker's
+    `infra` then finds the broker and database in the environment (inherited) instead of racing the others
+    to start them, and none of them stops them while the others still run (`pytest_unconfigure` does)."""
+    if not _xdist_controller(config):
+        return
+    from services.config import load
+    from services.stack import kafka, manager, postgres
+
+    settings = load()
+    cfg = settings.stack
+    if cfg.external_kafka and cfg.external_database:
+        return
+    if os.environ.get("OEE_TEST_CONTAINERS", "auto") != "never" and _docker_engine_answers():
+        return  # each worker starts its containers (testcontainers' own lifecycle)
+    started = (
+        not cfg.external_kafka and kafka.managed(cfg).pid() is None,
+        not cfg.external_database and postgres.managed(cfg).pid() is None,
+    )
+    manager.stack_up(settings, echo=False)
+    config.stash[_STARTED] = (settings, *started)
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    os.environ["DATABASE_URL"] = settings.database_url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    started = config.stash.get(_STARTED, None)
+    if started is None:
+        return
+    from services.stack import kafka, postgres
+
+    settings, started_kafka, started_pg = started
+    if started_pg:
+        postgres.stop(settings.stack)
+    if started_kafka:
+        kafka.stop(settings.stack)
+
+
+_STARTED = pytest.StashKey[tuple[Settings, bool, bool]]()
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Settings]:
     """Settings pointing at a live broker and database, with the migrations applied."""
