@@ -9,7 +9,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -28,6 +28,7 @@ from services.query.waits import Progress, Target, reached
 from tests.api_harness import api_app, served
 from tests.integration.test_query_api import order_at, write
 from tests.projection_fixtures import settings_for
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +47,6 @@ async def api(
     async with served(app) as client:
         client.timeout = httpx.Timeout(60)
         yield client, app
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def notify(db: asyncpg.Connection, schema: str) -> None:

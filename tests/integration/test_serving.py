@@ -33,6 +33,7 @@ from services.serving.limits import HTTP_ENV_VARS, HttpLimits
 from services.serving.protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
 from services.serving.server import uvicorn_config
 from tests.raw_websocket import PING, masked, never_reading_client
+from tests.waiting import until
 
 LIMITS = HttpLimits(
     max_connections=20, request_timeout_s=0.5, max_header_bytes=2048, ws_linger_s=0.5, send_timeout_s=30.0
@@ -124,13 +125,6 @@ async def answer(reader: asyncio.StreamReader, timeout: float = 5.0) -> tuple[in
     data = await asyncio.wait_for(reader.read(), timeout)
     assert data.startswith(b"HTTP/1.1 "), data[:100]
     return int(data[9:12]), data
-
-
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 def names(function: Any) -> set[str]:
