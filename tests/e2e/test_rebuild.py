@@ -233,10 +233,12 @@ async def test_swap_under_load_readers_never_see_a_dip(pipeline: Pipeline, db: a
 
 
 def _at(events: list[Event], t0: datetime) -> list[Event]:
-    """The lifecycle moved to start at t0, one minute per step (history with known times)."""
-    shift = t0 - events[0].occurred_at
-    return [replace(e, occurred_at=e.occurred_at.replace(microsecond=0) + shift + timedelta(minutes=i))
-            for i, e in enumerate(events)]  # fmt: skip
+    """The lifecycle restamped to start at t0, exactly one minute per step (history with known times).
+
+    Exact instants, not the generated ones shifted: those carry microseconds, and a lifecycle generated across
+    a second boundary would land a step a fraction of a second after its minute, past a `--until` set on it.
+    """
+    return [replace(e, occurred_at=t0 + timedelta(minutes=i)) for i, e in enumerate(events)]
 
 
 async def test_point_in_time_replay_into_its_own_schema(
