@@ -25,7 +25,7 @@ from faust.types import TP
 
 from events.topics import Topics
 from services.config import Settings
-from services.faustapp import faust_app
+from services.faustapp import faust_app, run_worker
 from services.router.admission import Admissions, PgAdmissions
 from services.router.batching import Batcher
 from services.router.core import RouterCore
@@ -64,6 +64,10 @@ def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int
         mine = {tp.partition for tp in revoked if tp.topic == topics.requests}
         batcher.drop_partitions(mine)
         await core.assign(set(core.workers) - mine)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # sent once the consumer has stopped
+    async def stop_core(sender: Any, **kwargs: Any) -> None:
+        await core.stop()
 
     @app.task
     async def start_core() -> None:
@@ -150,9 +154,7 @@ def run(settings: Settings) -> None:
     datadir = settings.stack.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, core, str(datadir), options.batch_max)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
-    worker.spinner = None  # its cursor escapes end up in log files
-    worker.execute_from_commandline()
+    run_worker(app, settings)
 
 
 def _serve_metrics(settings: Settings, core: RouterCore) -> None:

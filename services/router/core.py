@@ -138,12 +138,16 @@ class RouterCore:
             self.supervisor.crash(exc)
 
     async def stop(self) -> None:
+        """End the loops and tasks, close every partition's producer and the admissions' pool (a graceful
+        stop: whatever was not committed is redone by the partition's next owner)."""
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self.supervisor.stop()
+        owned = len(self.partitions.workers)
         await self.partitions.stop()
         await self.admissions.aclose()
+        log.info("router stopped: loops ended, %d partition producer(s) closed", owned)
 
     @property
     def crashed(self) -> asyncio.Future[BaseException]:

@@ -21,7 +21,7 @@ import faust
 
 from events.topics import Topics
 from services.config import Settings
-from services.faustapp import faust_app
+from services.faustapp import faust_app, run_worker
 from services.triggers.engine import TriggerEngine
 from services.triggers.offsets import gate_commits, start_at_recent_market
 from services.triggers.options import TriggerOptions
@@ -59,6 +59,10 @@ def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == topics.market_data)
         log.info("market partitions assigned: %d (%s)", len(mine), ",".join(map(str, mine)))
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # sent once the consumer has stopped
+    async def stop_engine(sender: Any, **kwargs: Any) -> None:
+        await engine.stop()
 
     @app.task
     async def start_engine() -> None:
@@ -104,6 +108,4 @@ def run(settings: Settings) -> None:
     datadir = settings.stack.state_dir / "faust-triggers"
     datadir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, engine, str(datadir), f"{group}-{options.instance_id}")
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    run_worker(app, settings)

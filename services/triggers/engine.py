@@ -100,6 +100,7 @@ class TriggerEngine:
                 await self._tail
         if self._producer is not None:
             await self._producer.stop()
+        log.info("trigger engine stopped")
 
     @property
     def tail(self) -> asyncio.Task[None] | None:

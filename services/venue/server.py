@@ -46,10 +46,11 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, cast
 
 import orjson
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -87,6 +88,36 @@ FEED_HEARTBEAT_S = 5.0  # an empty line on an idle feed, so both ends notice a d
 
 class UnknownVenue(LookupError):
     pass
+
+
+class OpenFeeds:
+    """The settlement feeds being served, so a server shutting down can end them: a feed never ends on its
+    own, and uvicorn's graceful shutdown would otherwise wait its whole timeout for them on every stop."""
+
+    def __init__(self) -> None:
+        self._ends: set[Callable[[], None]] = set()
+
+    def add(self, end: Callable[[], None]) -> Callable[[], None]:
+        """Register `end` (ends one feed); returns the call that unregisters it."""
+        self._ends.add(end)
+        return lambda: self._ends.discard(end)
+
+    def end_all(self) -> None:
+        for end in list(self._ends):
+            end()
+
+
+class VenueServer(uvicorn.Server):
+    """uvicorn's server, ending the settlement feeds as its shutdown starts (then readers reconnect to
+    whichever venue serves next and reconcile, as after any cut)."""
+
+    def __init__(self, config: uvicorn.Config, feeds: OpenFeeds) -> None:
+        super().__init__(config)
+        self._feeds = feeds
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._feeds.end_all()
+        await super().shutdown(sockets)
 
 
 # An error's HTTP status and `kind`, for a request alone and for a batch item alike.
@@ -164,6 +195,7 @@ def create_app(
     if venues is not None:
         _count_settlements(venues)  # now: the caller's venues outlive the app; nothing to undo
 
+    feeds = OpenFeeds()
     routes = [
         Route("/health", health),
         Route("/venues/{name}/quote", quote, methods=["POST"]),
@@ -179,7 +211,9 @@ def create_app(
     ]
     handlers: Mapping[Any, Any] = {cls: _error(code, kind) for cls, (code, kind) in ERRORS.items()}
     middleware = [Middleware(VenueAccess, secret=secret)]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
+    app.state.feeds = feeds
+    return app
 
 
 def _count_settlements(venues: Mapping[str, Venue]) -> None:
@@ -279,7 +313,7 @@ async def settlements(request: Request) -> Response:
     venue = _venue(request)
     if not isinstance(venue, SimulatedVenue):
         raise UnknownVenue(f"{venue.name} has no settlement feed")
-    queue: asyncio.Queue[SwapStatus] = asyncio.Queue(FEED_BUFFER)
+    queue: asyncio.Queue[SwapStatus | None] = asyncio.Queue(FEED_BUFFER)  # None: the server is stopping
     cut = False
 
     def push(status: SwapStatus) -> None:
@@ -289,7 +323,14 @@ async def settlements(request: Request) -> Response:
         except asyncio.QueueFull:
             cut = True  # the reader fell behind: end its stream; it reconnects and reconciles
 
+    def end() -> None:
+        try:
+            queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # a full queue is being read: the reader gets to the end of it and is cut there
+
     unsubscribe = venue.on_settled(push)
+    forget = cast(OpenFeeds, request.app.state.feeds).add(end)
 
     async def lines() -> AsyncIterator[bytes]:
         try:
@@ -299,14 +340,19 @@ async def settlements(request: Request) -> Response:
                 except TimeoutError:
                     yield b"\n"
                     continue
-                batch = [first] + [queue.get_nowait() for _ in range(min(queue.qsize(), 1_000))]
-                yield b"".join(orjson.dumps(s) + b"\n" for s in batch)
+                got = [first] + [queue.get_nowait() for _ in range(min(queue.qsize(), 1_000))]
+                batch = [status for status in got if status is not None]
+                if batch:
+                    yield b"".join(orjson.dumps(s) + b"\n" for s in batch)
+                if len(batch) < len(got):
+                    return  # the server is stopping
                 if cut and queue.empty():
                     log.warning(
                         "settlement feed of %s cut: its reader fell %d behind", venue.name, FEED_BUFFER
                     )
                     return
         finally:
+            forget()
             unsubscribe()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
@@ -374,8 +420,6 @@ def _error(code: int, kind: str) -> Any:
 
 
 def main() -> None:
-    import uvicorn
-
     from services import logs
     from services.config import load
 
@@ -401,15 +445,16 @@ def main() -> None:
         raise SystemExit(3) from None
     sink = KafkaMarketSink(settings.bootstrap_servers, Topics.with_prefix(settings.topic_prefix).market_data)
     app = create_app(config=config, tokens=settings.tokens, market=sink)
-    server = uvicorn.Server(
+    server = VenueServer(
         uvicorn.Config(
             app,
             log_config=None,  # uvicorn's loggers go through the root handler `logs.setup` installed
             log_level=settings.log_level.lower(),
             access_log=False,
             timeout_keep_alive=KEEP_ALIVE_S,
-            timeout_graceful_shutdown=3,  # settlement feeds never end on their own
-        )
+            timeout_graceful_shutdown=3,  # a request still running then is cut
+        ),
+        app.state.feeds,
     )
     server.run(sockets=[sock])
 

@@ -22,6 +22,7 @@ from tests.e2e.harness import (
     free_port,
     produce,
     service,
+    stop_all,
     wait_http,
     wait_log,
 )
@@ -74,9 +75,7 @@ async def start(infra: Settings, topics: Topics, tmp_path: Path) -> AsyncIterato
         return system
 
     yield _start
-    for system in started:
-        system.router.stop()
-        system.venue.stop()
+    stop_all(proc for system in started for proc in (system.router, system.venue))
 
 
 async def test_buy_and_sell_take_the_best_quote_net_of_fees(start: Start, infra: Settings) -> None:
@@ -113,6 +112,29 @@ async def test_buy_and_sell_take_the_best_quote_net_of_fees(start: Start, infra:
             venue = log.by_order[order.order_id][-1].data.venue
             ledger = await system.ledger(venue)
             assert ledger["swaps"][order.order_id]["tx_hash"] == log.by_order[order.order_id][-1].data.tx_hash
+
+
+async def test_a_graceful_stop_ends_open_feeds_and_the_routers_own_work(
+    start: Start, infra: Settings
+) -> None:
+    system = await start()
+    order = order_request()
+    await produce(infra.bootstrap_servers, system.topics.requests, [order])
+    async with LogReader(infra.bootstrap_servers, system.topics.events) as log:
+        await log.wait_terminal([order.order_id], 60, [system.router, system.venue])
+    # The router holds a settlement feed open on each venue: stopping the venue ends those streams at once
+    # instead of waiting out uvicorn's graceful-shutdown timeout and cutting them.
+    system.venue.stop()
+    venue_log = system.venue.log.read_text(errors="replace")
+    assert "Application shutdown complete" in venue_log, system.venue.tail()
+    assert "graceful shutdown exceeded" not in venue_log, system.venue.tail()
+    # The router stops its own loops and producers once Faust's consumer has stopped (nothing left pending
+    # for the worker's exit to cancel or wait for).
+    system.router.stop()
+    router_log = system.router.log.read_text(errors="replace")
+    assert "router stopped: loops ended" in router_log, system.router.tail()
+    assert "Task was destroyed but it is pending" not in router_log, system.router.tail()
+    assert "Traceback" not in router_log.split("router stopped")[-1], system.router.tail()
 
 
 async def test_two_hundred_concurrent_orders_each_end_once(start: Start, infra: Settings) -> None:
