@@ -71,20 +71,28 @@ class Proc:
             self.popen.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.popen is not None
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
+        """SIGTERM, then wait for the exit (SIGKILL after 20 s)."""
+        stop_all([self])
 
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def stop_all(procs: Iterable[Proc]) -> None:
+    """Stop the processes gracefully, all at once: SIGTERM to each, then wait for each (SIGKILL after 20 s).
+    A teardown takes the slowest stop, not the sum of them."""
+    running = [proc.popen for proc in procs if proc.popen is not None and proc.alive()]
+    for popen in running:
+        popen.terminate()
+    for popen in running:
+        try:
+            popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=10)
 
 
 def service(name: str, settings: Settings, tmp: Path, extra_env: dict[str, str] | None = None) -> Proc:

@@ -19,7 +19,7 @@ import pytest
 from events.codec import decode
 from events.topics import Topics
 from services.config import Settings
-from tests.e2e.harness import Proc, free_port, service, wait_http
+from tests.e2e.harness import Proc, free_port, service, stop_all, wait_http
 from tests.integration.test_ingress_api import read_topic
 
 pytestmark = pytest.mark.e2e
@@ -61,8 +61,7 @@ async def apis(infra: Settings, topics: Topics, tmp_path: Path) -> AsyncIterator
             await wait_http(f"{url}/health", proc)
         yield Apis(urls, procs, settings)
     finally:
-        for proc in procs:
-            proc.stop()
+        stop_all(procs)
 
 
 def create(settings: Settings, name: str) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from events.topics import Topics
 from services.accounts import store
 from services.client import ApiError, AsyncClient, Client
 from services.config import Settings
-from tests.e2e.harness import Proc, free_port, service, wait_http, wait_log
+from tests.e2e.harness import Proc, free_port, service, stop_all, wait_http, wait_log
 
 pytestmark = pytest.mark.e2e
 
@@ -66,8 +66,7 @@ async def running(infra: Settings, topics: Topics, tmp_path: Path, unique: str) 
         await wait_log(api, "log tail positioned")
         yield Running(f"http://127.0.0.1:{api_port}", trader.key, settings, procs)
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_all(procs)
         conn = await asyncpg.connect(infra.database_url)
         try:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

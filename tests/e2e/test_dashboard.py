@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from events.topics import Topics
 from services.config import Settings
-from tests.e2e.harness import Proc, free_port, service, wait_http, wait_log
+from tests.e2e.harness import Proc, free_port, service, stop_all, wait_http, wait_log
 
 pytestmark = pytest.mark.e2e
 
@@ -222,7 +222,7 @@ async def start(
         with contextlib.suppress(ProcessLookupError):
             if proc.alive():
                 os.kill(proc.pid, signal.SIGCONT)  # a paused process cannot handle its SIGTERM
-        proc.stop()
+    stop_all(started)
     conn = await asyncpg.connect(infra.database_url)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -22,7 +22,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from events.topics import Topics
 from services.config import Settings
-from tests.e2e.harness import LogReader, Proc, free_port, order_request, produce, service, wait_http, wait_log
+from tests.e2e.harness import (
+    LogReader,
+    Proc,
+    free_port,
+    order_request,
+    produce,
+    service,
+    stop_all,
+    wait_http,
+    wait_log,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -88,9 +98,7 @@ async def pipeline(infra: Settings, topics: Topics, tmp_path: Path) -> AsyncIter
         return p
 
     yield _start
-    for p in started:
-        for proc in (*p.extra, p.gateway, p.router, p.venue):
-            proc.stop()
+    stop_all(proc for p in started for proc in (*p.extra, p.gateway, p.router, p.venue))
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ from events.market import AnyMarketEvent, PoolState, decode_market
 from events.topics import Topics
 from events.types import OrderOpened, OrderRequested, OrderTriggered
 from services.config import Settings
-from tests.e2e.harness import LogReader, Proc, free_port, produce, service, wait_http, wait_log
+from tests.e2e.harness import LogReader, Proc, free_port, produce, service, stop_all, wait_http, wait_log
 from tests.samples import limit_request, sniper_request
 
 pytestmark = pytest.mark.e2e
@@ -95,9 +95,7 @@ async def start(infra: Settings, topics: Topics, tmp_path: Path) -> AsyncIterato
         return system
 
     yield _start
-    for system in started:
-        for proc in system.procs:
-            proc.stop()
+    stop_all(proc for system in started for proc in system.procs)
 
 
 class Market:

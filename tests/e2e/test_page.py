@@ -20,7 +20,7 @@ from playwright.async_api import Page, async_playwright, expect
 from events.topics import Topics
 from services.accounts import store
 from services.config import Settings
-from tests.e2e.harness import LogReader, Proc, free_port, service, wait_http, wait_log
+from tests.e2e.harness import LogReader, Proc, free_port, service, stop_all, wait_http, wait_log
 
 pytestmark = pytest.mark.e2e
 
@@ -80,8 +80,7 @@ async def system(
         await wait_log(ingress, "log tail positioned")
         yield Api(f"http://127.0.0.1:{api_port}", procs)
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_all(procs)
 
 
 @pytest.fixture

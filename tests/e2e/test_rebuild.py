@@ -23,7 +23,7 @@ from events.lifecycle import OrderState
 from events.topics import Topics
 from projections.fold import decode_records, fold
 from services.config import Settings
-from tests.e2e.harness import Proc, free_port, order_request, service, wait_http, wait_log
+from tests.e2e.harness import Proc, free_port, order_request, service, stop_all, wait_http, wait_log
 from tests.projection_fixtures import (
     dump_all,
     log_end,
@@ -68,8 +68,7 @@ async def pipeline(infra: Settings, topics: Topics, schema: str, tmp_path: Path)
         await wait_log(projector, "partition assigned")
         yield Pipeline(settings, topics, schema, procs)
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_all(procs)
 
 
 def rebuild(p: Pipeline, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ import pytest
 
 from services.venue.client import HttpVenue
 from services.venue.interface import SubmitConflict, SwapStatus
-from tests.e2e.harness import Proc, free_port, wait_http
+from tests.e2e.harness import Proc, free_port, stop_all, wait_http
 
 pytestmark = pytest.mark.e2e
 BIG_SELL = ("SOL", "USDC", "sell", 2_000.0, 1.0)  # moves Raydium's SOL/USDC price by ~14 %
@@ -109,8 +109,7 @@ async def test_a_settlement_is_applied_once_across_sigkills(tmp_path: Path) -> N
             log = proc.log.read_text(errors="replace")
             assert secret not in log, f"{proc.log} contains the venue secret"
     finally:
-        for proc in procs:
-            proc.stop()
+        stop_all(procs)
 
 
 @pytest.mark.parametrize("module", ["services.cli venue", "services.venue.server"])
