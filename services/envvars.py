@@ -27,6 +27,7 @@ __all__ = [
     "Table",
     "Var",
     "choice",
+    "drawn",
     "env_float",
     "env_int",
     "env_str",
@@ -34,6 +35,7 @@ __all__ = [
     "integer",
     "millis",
     "millis_list",
+    "millis_range",
     "number",
     "parse_float",
     "parse_int",
@@ -73,8 +75,8 @@ def parse_float(name: str, raw: str, low: float, high: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:  # also rejects NaN
-        raise ConfigError(f"{name}={value:g} is outside {low:g}..{high:g}")
+    if not low <= value <= high:  # also rejects NaN; the bounds as written (86400000, not 8.64e+07)
+        raise ConfigError(f"{name}={value:g} is outside {_written(low)}..{_written(high)}")
     return value
 
 
@@ -103,9 +105,10 @@ class Var:
         return self.convert(env.get(self.name, "") or self.default)
 
 
-def _field(var: Var, default: Any) -> Any:
+def _field(var: Var, default: Any, *, hidden: bool = False) -> Any:
     # Typed `Any` so a declaration reads as the field's type (`port: int = integer(...)`); a Field at runtime.
-    return dataclasses.field(default=default, metadata={_KEY: var})
+    # `hidden`: left out of the options' repr, so a secret never reaches a log line that prints them.
+    return dataclasses.field(default=default, repr=not hidden, metadata={_KEY: var})
 
 
 def _written(value: float) -> str:
@@ -179,9 +182,42 @@ def millis_list(name: str, default_s: tuple[float, ...], doc: str) -> Any:
     return _field(Var(name, written, doc, convert), default_s)
 
 
-def parsed(name: str, default: T, written: str, doc: str, parse: Callable[[str], T]) -> Any:
-    """Any other shape: `parse` turns the raw value into the field's; `written` is `default` as written."""
-    return _field(Var(name, written, doc, parse), default)
+def millis_range(name: str, default_s: tuple[float, float], doc: str, high_ms: int) -> Any:
+    """A duration in milliseconds, 'a' or a uniform range 'a-b' within 0..high_ms, kept as (low, high) seconds."""
+
+    def convert(raw: str) -> tuple[float, float]:
+        parts = raw.split("-")
+        try:
+            if len(parts) > 2:
+                raise ValueError
+            low, high = (float(p) for p in (parts[0], parts[-1]))
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} must be milliseconds 'a' or a range 'a-b'") from None
+        if not 0 <= low <= high <= high_ms:  # also rejects NaN
+            raise ConfigError(f"{name}={raw!r} must be within 0..{high_ms} with low <= high")
+        return low / 1000, high / 1000
+
+    low_s, high_s = default_s
+    written = (
+        _written(low_s * 1000) if low_s == high_s else f"{_written(low_s * 1000)}-{_written(high_s * 1000)}"
+    )
+    return _field(Var(name, written, doc, convert), default_s)
+
+
+def parsed(
+    name: str, default: T, written: str, doc: str, parse: Callable[[str], T], *, hidden: bool = False
+) -> Any:
+    """Any other shape: `parse` turns the raw value into the field's; `written` is `default` as written.
+
+    `hidden`: a secret, kept out of the options' repr (`parse` must not put the value in its errors either)."""
+    return _field(Var(name, written, doc, parse), default, hidden=hidden)
+
+
+def drawn(name: str, doc: str, parse: Callable[[str], T], draw: Callable[[], T]) -> Any:
+    """A setting that, unset, is drawn afresh for each instance (a random seed): `parse` reads a given value,
+    `draw` makes one. The table writes its default as unset ("")."""
+    var = Var(name, "", doc, lambda raw: parse(raw) if raw else draw())
+    return dataclasses.field(default_factory=draw, metadata={_KEY: var})
 
 
 def variables(cls: type) -> list[Var]:

@@ -16,6 +16,7 @@ from services.envvars import ConfigError
 from services.metrics.supervisor import SupervisorCollector
 from services.stack import venue_secret
 from services.stack.procs import StackError
+from services.stack.restarts import RestartPolicy
 from services.stack.supervisor import describe_exit, is_error_line
 from services.stack.supervisor_options import SupervisorOptions
 
@@ -29,22 +30,32 @@ def test_defaults_restart_from_half_a_second_up_to_thirty_and_call_five_in_two_m
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("name", "value", "says"),
     [
-        ("SUPERVISOR_BACKOFF_MS", "500"),
-        ("SUPERVISOR_BACKOFF_MS", "5000,100"),
-        ("SUPERVISOR_BACKOFF_MS", "0,100"),
-        ("SUPERVISOR_CRASH_LOOP", "5"),
-        ("SUPERVISOR_CRASH_LOOP", "0/120"),
-        ("SUPERVISOR_CRASH_LOOP", "5/0"),
-        ("SUPERVISOR_METRICS_PORT", "70000"),
-        ("SUPERVISOR_STOP_TIMEOUT_S", "0"),
-        ("SUPERVISOR_HEALTHY_S", "soon"),
+        ("SUPERVISOR_BACKOFF_MS", "500", "SUPERVISOR_BACKOFF_MS='500' must be two integers: first,longest"),
+        ("SUPERVISOR_BACKOFF_MS", "5000,100", "SUPERVISOR_BACKOFF_MS='5000,100' needs 1 <= first <= longest <= 3600000"),
+        ("SUPERVISOR_BACKOFF_MS", "0,100", "SUPERVISOR_BACKOFF_MS='0,100' needs 1 <= first <= longest <= 3600000"),
+        ("SUPERVISOR_CRASH_LOOP", "5", "SUPERVISOR_CRASH_LOOP='5' must be N/S, e.g. 5/120"),
+        ("SUPERVISOR_CRASH_LOOP", "0/120", "SUPERVISOR_CRASH_LOOP='0/120' needs N in 1..1000 and S in 1..86400"),
+        ("SUPERVISOR_CRASH_LOOP", "5/0", "SUPERVISOR_CRASH_LOOP='5/0' needs N in 1..1000 and S in 1..86400"),
+        ("SUPERVISOR_METRICS_PORT", "70000", "SUPERVISOR_METRICS_PORT=70000 is outside 0..65535"),
+        ("SUPERVISOR_STOP_TIMEOUT_S", "0", "SUPERVISOR_STOP_TIMEOUT_S=0 is outside 1..600"),
+        ("SUPERVISOR_HEALTHY_S", "soon", "SUPERVISOR_HEALTHY_S='soon' is not a number"),
     ],
-)
-def test_bad_supervisor_settings_name_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=name):
+)  # fmt: skip
+def test_bad_supervisor_settings_name_the_variable_and_the_reason(name: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
         SupervisorOptions.from_env({name: value})
+    assert str(raised.value) == says
+
+
+def test_supervisor_settings_make_the_restart_policy() -> None:
+    options = SupervisorOptions.from_env(
+        {"SUPERVISOR_BACKOFF_MS": "100,2000", "SUPERVISOR_CRASH_LOOP": "3/7.5", "SUPERVISOR_HEALTHY_S": "9"}
+    )
+    assert options.policy == RestartPolicy(
+        backoff_min_s=0.1, backoff_max_s=2.0, healthy_s=9.0, loop_restarts=3, loop_window_s=7.5
+    )
 
 
 def test_the_venue_secret_is_made_once_private_and_long(tmp_path: Path) -> None:
