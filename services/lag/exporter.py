@@ -31,6 +31,8 @@ GAUGES: dict[str, str] = {
     "oee_stage_lag_seconds": "Pipeline stage lag from event times, by stage and stat (p50, p95, max, current)",
     "oee_orders_in_flight": "Orders in each non-terminal status, from the event log",
     "oee_orders_stuck": "Orders in a status longer than its threshold",
+    "oee_orders_resting": "Resting limit and sniper orders (waiting for the market) in the projection, by type",
+    "oee_orders_resting_oldest_seconds": "How long the longest-resting order has waited (projection)",
     "oee_order_status_oldest_seconds": "Age of the oldest order in each non-terminal status",
     "oee_order_dwell_seconds": "How long orders stayed in a status (recent transitions), by stat",
     "oee_lag_sample_duration_seconds": "How long the last lag sample took",
@@ -91,6 +93,10 @@ class LagExporter(Collector):
                     g["oee_order_dwell_seconds"].add_metric([status, stat], value)
             for status, n in o.seen.items():
                 seen.add_metric([status], n)
+        if report.resting is not None:
+            for order_type, n in report.resting.by_type.items():
+                g["oee_orders_resting"].add_metric([order_type], n)
+            g["oee_orders_resting_oldest_seconds"].add_metric([], report.resting.oldest_age_s)
         g["oee_lag_sample_duration_seconds"].add_metric([], report.took_s)
         g["oee_lag_sample_seq"].add_metric([], report.seq)
         yield from g.values()
@@ -110,6 +116,8 @@ def _labels(name: str) -> list[str]:
         return ["stage", "stat"]
     if name in ("oee_orders_in_flight", "oee_orders_stuck", "oee_order_status_oldest_seconds"):
         return ["status"]
+    if name == "oee_orders_resting":
+        return ["type"]
     if name == "oee_order_dwell_seconds":
         return ["status", "stat"]
     return []

@@ -197,6 +197,22 @@ class OrdersView:
 
 
 @dataclass(frozen=True, slots=True)
+class RestingOrders:
+    """The projection's resting orders (`events.lifecycle.RESTING`: limit and sniper orders waiting for the
+    market), counted in Postgres at the sample: every one, however long before the monitor started it rests."""
+
+    by_type: dict[str, int]  # order type -> resting orders of that type
+    oldest_age_s: float  # how long the longest-resting one has waited (its last event's age); 0 when none
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_type.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "by_type": self.by_type, "oldest_s": _s(self.oldest_age_s)}
+
+
+@dataclass(frozen=True, slots=True)
 class LagReport:
     seq: int
     sampled_at: float
@@ -209,6 +225,7 @@ class LagReport:
     stages: tuple[StageLag, ...]
     orders: OrdersView | None
     errors: tuple[str, ...] = field(default=())
+    resting: RestingOrders | None = None  # None: no projection to count them in (no pool, no table, an error)
 
     def group(self, name: str) -> GroupLag | None:
         return next((g for g in self.groups if g.group == name), None)
@@ -225,6 +242,7 @@ class LagReport:
             "topics": [t.to_json() for t in self.topics],
             "stages": [s.to_json() for s in self.stages],
             "orders": self.orders.to_json() if self.orders else None,
+            "resting": self.resting.to_json() if self.resting else None,
             "errors": list(self.errors),
         }
 

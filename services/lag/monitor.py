@@ -3,9 +3,10 @@
 One sample reads, in this order: the consumer groups on this deployment's topics and their committed offsets
 and members (`KafkaProbe`), the projections' stored positions (`postgres`), the log's stable and high ends,
 and the oldest unread record of every lagging partition; then it assesses each reader against the sliding
-window (`assess`, `rules`) and adds the order view (`OrderTracker`, fed continuously by `LogFollower`) and the
-stage lags. The last reports are kept so that every view can name the sample it shows (`seq`) and another
-view can fetch the very same one (`GET /api/lag?seq=N`).
+window (`assess`, `rules`) and adds the projection's resting orders (`postgres.resting_orders`), the order
+view (`OrderTracker`, fed continuously by `LogFollower`) and the stage lags. The last reports are kept so that
+every view can name the sample it shows (`seq`) and another view can fetch the very same one
+(`GET /api/lag?seq=N`).
 
 A part that fails (Postgres down, broker unreachable) is reported in `errors` and the rest still is.
 
@@ -34,7 +35,7 @@ from services.lag.assess import Key, Offsets, Reading, assess, complete, project
 from services.lag.config import LagOptions
 from services.lag.follow import LogFollower
 from services.lag.kafka import KafkaProbe
-from services.lag.model import GroupLag, LagReport, OrdersView, StageLag, Stat, TopicLag
+from services.lag.model import GroupLag, LagReport, OrdersView, RestingOrders, StageLag, Stat, TopicLag
 from services.lag.orders import IN_FLIGHT_STATUSES, TRACKER_STAGES, OrderTracker
 from services.lag.stages import HistogramWindow, snapshot
 from services.lag.window import Rate, Recent, SampleWindow
@@ -183,6 +184,12 @@ class LagMonitor:
                 await self._seed(positions)
             except Exception as exc:
                 errors.append(f"orders table: {exc!r}")
+        resting: RestingOrders | None = None
+        if self.pool is not None:
+            try:
+                resting = await postgres.resting_orders(self.pool, self.schema)
+            except Exception as exc:
+                errors.append(f"resting orders: {exc!r}")
         orders = self.tracker.view(now, self.options.stuck_s) if self.follower.start_offsets else None
         self._seq += 1
         report = LagReport(
@@ -197,6 +204,7 @@ class LagMonitor:
             stages=self._stages(groups, now),
             orders=orders,
             errors=tuple(errors),
+            resting=resting,
         )
         self.history.append(report)
         return report

@@ -51,6 +51,8 @@ def render(report: Report, width: int = 120) -> str:
     lines += [f"  {g['group']}: {g['status']} ({g['reason']}; members {_n(g['members'])}, {g['state']})"
               for g in report["groups"]]  # fmt: skip
     lines += ["", _stages(report)]
+    resting = _resting(report.get("resting"))
+    lines += ["", f"resting orders (limit and sniper, waiting for the market, never stuck): {resting}"]
     orders = report.get("orders")
     if orders:
         lines += ["", _orders(orders)]
@@ -98,12 +100,19 @@ def _orders(o: Report) -> str:
     )
     rates = ", ".join(f"{k} {v:g}/s" for k, v in o["rate_per_s"].items())
     text += f"\nin flight {o['in_flight_total']}; rates: {rates}; tracked {o['tracked']}, gaps {o['gaps']}"
-    text += f"\nresting (limit and sniper orders waiting for the market, never stuck): {o.get('resting', 0)}"
     stuck = o["stuck"]
     text += f"\n\nstuck orders: {stuck['count']}"
     for order in stuck["orders"]:
         text += f"\n  {order['order_id']}  {order['status']:<9} for {_s(order['age_s']):>8} (threshold {order['threshold_s']:g} s)"
     return text
+
+
+def _resting(resting: Report | None) -> str:
+    """The projection's count, by type; "-" when the API has no projection to count them in."""
+    if resting is None:
+        return "- (no projection)"
+    types = ", ".join(f"{t} {n}" for t, n in resting["by_type"].items())
+    return f"{resting['count']}" + (f" ({types}; oldest {_s(resting['oldest_s'])})" if types else "")
 
 
 def _table(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:  # type: ignore[assignment]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -13,6 +14,7 @@ from services.lag.model import (
     LagReport,
     OrdersView,
     PartitionLag,
+    RestingOrders,
     StageLag,
     Stat,
     StuckOrder,
@@ -165,3 +167,24 @@ async def test_the_terminal_reads_the_api_once_or_watching() -> None:
     assert [line.split()[2] for line in watched.getvalue().splitlines() if line.startswith("lag sample")] == [
         "#9", "#10", "#11",
     ]  # fmt: skip
+
+
+def test_resting_orders_in_the_json_the_terminal_and_the_gauges() -> None:
+    resting = RestingOrders({"limit": 4, "sniper": 1}, 7200.0)
+    sample = dataclasses.replace(report(), resting=resting)
+    body = sample.to_json()
+    assert body["resting"] == {"count": 5, "by_type": {"limit": 4, "sniper": 1}, "oldest_s": 7200.0}
+    assert body["orders"]["stuck"]["count"] == 1  # resting orders are never among the stuck
+    line = next(line for line in render(body).splitlines() if line.startswith("resting orders"))
+    assert line.endswith(": 5 (limit 4, sniper 1; oldest 7200s)")
+    assert "- (no projection)" in render(report().to_json())  # an API without a projection says so
+
+    registry = CollectorRegistry()
+    registry.register(LagExporter(lambda: sample))
+    samples = {
+        (s.name, s.labels.get("type")): s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+    }
+    assert samples[("oee_orders_resting", "limit")] == 4 and samples[("oee_orders_resting", "sniper")] == 1
+    assert samples[("oee_orders_resting_oldest_seconds", None)] == 7200.0
