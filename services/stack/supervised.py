@@ -19,7 +19,7 @@ import sys
 
 from services import logs
 from services.config import Settings
-from services.stack import kafka, postgres
+from services.stack import kafka, postgres, settings_record
 from services.stack.lineup import env_for, instances_on_disk, lineup, service_env, service_host, service_port
 from services.stack.procs import Managed, file_lock, stop_all
 from services.stack.supervisor import (
@@ -101,6 +101,7 @@ def main(settings: Settings) -> int:
             print(f"oee supervise: a supervisor already runs for {settings.stack.state_dir}", file=sys.stderr)
             return 3
         me.record(os.getpid())
+        settings_record.record(settings.stack.state_dir, os.environ)  # what a later `oee up` compares with
         _log_to_file(settings)
         replace_orphans(settings, options.stop_timeout_s)
         supervisor = Supervisor(
