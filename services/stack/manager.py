@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.config import Settings
-from services.stack import kafka, postgres, venue_secret
+from services.stack import kafka, postgres, settings_record, venue_secret
 from services.stack.lineup import (
-    counts,
     instances_on_disk,
     is_service_instance,
     lineup,
@@ -79,19 +78,23 @@ def supervisor_running(settings: Settings) -> bool:
 
 
 def up(settings: Settings, echo: bool = True) -> None:
-    """The stack, then the supervisor (started unless one runs), then wait until every service is ready."""
+    """The stack, then the supervisor (started unless one runs), then wait until every service is ready.
+
+    Every check that can refuse comes before anything starts: a running supervisor with other settings, a
+    service port another program holds (a broker or database port is checked as each starts)."""
     state = settings.stack.state_dir
     with file_lock(state / "run" / "up.lock"):  # two `up`s at once would start two supervisors' worth
+        supervisor = Managed(SUPERVISOR, state)
+        env = _supervisor_env(settings)
+        if supervisor.pid() is not None:
+            _require_same_settings(settings, env)
+        else:
+            _require_service_ports_free(settings)
         stack_up(settings, echo)
         venue_secret.ensure(state)  # before the supervisor: it hands the secret to the venue and the router
-        supervisor = Managed(SUPERVISOR, state)
         if supervisor.pid() is None:
-            _require_service_ports_free(settings)
             argv = [sys.executable, "-m", "services.cli", "supervise"]
-            env = _supervisor_env(settings)
             supervisor.start(argv, env=env, output=state / "logs" / f"{SUPERVISOR}.out")
-        else:
-            _say_if_counts_differ(settings, echo)
         components = wait_services_ready(settings)
     if echo:
         pid = supervisor.pid()
@@ -100,17 +103,14 @@ def up(settings: Settings, echo: bool = True) -> None:
             print(f"{c['name']:<9} pid {c['pid']:<6} {c.get('address') or ''}  log {c['log']}")
 
 
-def _say_if_counts_differ(settings: Settings, echo: bool) -> None:
-    """The running supervisor keeps the instances it was started with; asking for others says so."""
-    snapshot = read_snapshot(settings.stack.state_dir)
-    if snapshot is None or not echo:
-        return
-    running = [c["name"] for c in snapshot.get("components", ()) if c["kind"] == "service"]
-    asked = [s.name for s in lineup()]
-    if running != asked:
-        print(
-            f"note: the supervisor runs {', '.join(running)}; `oee down` then `oee up` to run "
-            f"{', '.join(f'{n} {k}(s)' for k, n in counts().items())}"
+def _require_same_settings(settings: Settings, env: dict[str, str]) -> None:
+    """The running supervisor keeps the settings it was started with (its services get them at each
+    restart): asking for others must say so, by name only (values may be secrets), and change nothing."""
+    names = settings_record.changed(settings.stack.state_dir, env)
+    if names:
+        raise StackError(
+            f"the stack in {settings.stack.state_dir} is already running with other settings than this "
+            f"environment's ({', '.join(names)}) and keeps its own; to apply these: `oee down` then `oee up`"
         )
 
 
@@ -196,7 +196,7 @@ def down(settings: Settings, purge: bool = False, echo: bool = True) -> None:
             stopped.append(name)
     stopped += stack_down(settings, purge)
     if purge:
-        for leftover in ("logs", "venue", "faust", "run"):
+        for leftover in ("logs", "venue", "faust", "faust-triggers", "run"):
             shutil.rmtree(cfg.state_dir / leftover, ignore_errors=True)
         venue_secret.path(cfg.state_dir).unlink(missing_ok=True)
     if echo:
