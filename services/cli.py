@@ -4,7 +4,7 @@ oee up [--brokers N] | down [--purge] | status   the local stack and every servi
 oee stack up [--brokers N] | down [--purge] | status  the broker(s) and the database only
 oee supervise                         the supervisor in the foreground (what `up` runs in the background)
 oee topics create | migrate           the contract's topics; the SQL migrations
-oee tail [--from-beginning]           print the order event log, decoded
+oee tail [--from-beginning] [--order ID [--new]]  print the order event log, decoded
 oee lag [--watch [S]] [--json]        consumer lag, stage lags and stuck orders (the dashboard: /dashboard)
 oee schemas [--check]                 write (or check) docs/schemas/*.json, docs/openapi.json, docs/asyncapi.json
 oee test [pytest args]                the test suite (starts what it needs)
@@ -152,7 +152,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        asyncio.run(tail(settings, from_beginning=args.from_beginning, order_id=args.order, limit=args.limit))
+        # One order's events are what a person asking for one order expects: its history, then what comes.
+        from_beginning = args.from_beginning or (args.order is not None and not args.new)
+        asyncio.run(tail(settings, from_beginning, order_id=args.order, limit=args.limit, err=sys.stderr))
     except KeyboardInterrupt:
         pass
     return 0
@@ -371,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("migrate", cmd_migrate, "apply the SQL migrations in sql/ (projections) and sql/state/")
     p.add_argument("--schema", default="public")
     p = add("tail", cmd_tail, "print the order event log, decoded")
-    p.add_argument("--from-beginning", action="store_true")
-    p.add_argument("--order", help="only this order id")
+    p.add_argument("--from-beginning", action="store_true", help="the log's history first, then new events")
+    p.add_argument("--order", help="only this order id: its history, then new events (--new: new ones only)")
+    p.add_argument("--new", action="store_true", help="with --order: only events from now on")
     p.add_argument("--limit", type=int, default=0, help="stop after this many records (0: follow forever)")
     p = add("schemas", cmd_schemas, "write docs/schemas/*.json from the event classes")
     p.add_argument("--check", action="store_true", help="fail if docs/schemas is out of date")
@@ -454,6 +457,16 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _reader_went_away() -> int:
+    """`oee order get ID | head -1`: the reader closed the pipe, which is no failure to report. Python's
+    own flush of stdout at exit would raise again: point stdout at /dev/null first. 141 = 128 + SIGPIPE,
+    what a shell reports for a tool the signal ended (the pipeline's status is the reader's anyway)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["test"]:
@@ -467,7 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in SERVICES:
         _quiet_libraries()
     try:
-        return int(args.fn(args) or 0)
+        code = int(args.fn(args) or 0)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not in Python's exit
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except (StackError, ConfigError, AccountError, Failure) as exc:
         print(f"oee {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -26,14 +26,29 @@ def describe(topic: str, partition: int, offset: int, raw: bytes | None) -> tupl
     return event.order_id, f"{where} {at} {event.order_id} #{event.seq} {event.type} {data}"
 
 
+def start_note(from_beginning: bool, order_id: str | None, limit: int) -> str:
+    """What a person watching sees first: whether history is shown, and how to get it when it is not
+    (without it, `oee tail` on a quiet log prints nothing and looks stuck)."""
+    then = f"until {limit} event(s)" if limit else "then follows new ones (Ctrl-C stops)"
+    if from_beginning:
+        what = f"order {order_id}'s events" if order_id else "every event"
+        return f"oee tail: {what} from the start of the log, {then}"
+    which = f"order {order_id}'s new events" if order_id else "new events"
+    history = "drop --new" if order_id else "--from-beginning shows the history"
+    return f"oee tail: following {which} only ({history}); Ctrl-C stops"
+
+
 async def tail(
     settings: Settings,
     from_beginning: bool = False,
     order_id: str | None = None,
     limit: int = 0,
     out: TextIO = sys.stdout,
+    err: TextIO | None = None,
 ) -> int:
-    """Follow the event log (no consumer group, nothing committed); return the number of lines printed."""
+    """Follow the event log (no consumer group, nothing committed); return the number of lines printed.
+    `err` gets one line saying where reading starts, once the broker answered (so that a broker that does
+    not answer is still the only line a failure prints)."""
     topics = Topics.with_prefix(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         topics.events,
@@ -48,6 +63,8 @@ async def tail(
     except BaseException:
         await consumer.stop()  # a consumer that failed to start still holds its client
         raise
+    if err is not None:
+        print(start_note(from_beginning, order_id, limit), file=err, flush=True)
     printed = 0
     try:
         while True:
