@@ -6,7 +6,10 @@
     oee lag --direct           sample the broker and Postgres from this process (no API needed; its status
                                rules need a few samples, so use it with --watch)
 
-Without `--direct`, an API that does not answer makes it sample directly, saying so on stderr. Sampling
+Without `--direct`, an API that does not answer, or refuses the key under AUTH=keys (401: no or an invalid key;
+403: not an operator's), makes it sample directly, saying which on stderr. That is no way around the API's
+auth: sampling directly needs this environment's own access to the broker and the database (their addresses
+and credentials), which is more than an operator key grants. Sampling
 directly needs the broker and the database to answer at the start (else one line, exit 1: `oee` main).
 `render` is pure (JSON in, text out).
 """
@@ -34,6 +37,14 @@ class LagUnavailable(Failure):
 
 
 _CLEAR = "\x1b[H\x1b[2J"
+
+# Sampling directly after the API refused a key is no way around its auth: it reads the broker and the
+# database with this environment's own access to them (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and its
+# credentials), which is more than an operator key grants. Saying so keeps the fallback from looking like one.
+_DIRECT = (
+    "sampling the broker and the database directly instead, with this environment's own access to them "
+    "(KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL), not the API's"
+)
 
 
 def render(report: Report, width: int = 120) -> str:
@@ -139,8 +150,23 @@ def _s(value: Any) -> str:
 
 
 # -- sources ------------------------------------------------------------------------------------------------
+class ApiRefused(RuntimeError):
+    """The API answered but refused this key (AUTH=keys): 401 no or an unknown key, 403 not an operator's."""
+
+    def __init__(self, url: str, status: int) -> None:
+        self.status = status
+        why = (
+            "an operator key is needed, OEE_API_KEY is not one"
+            if status == 403
+            else "no key or an invalid one in OEE_API_KEY"
+        )
+        super().__init__(f"the API at {url} refused the key ({status}: {why})")
+
+
 async def from_api(url: str, client: httpx.AsyncClient) -> Report:
     response = await client.get(f"{url.rstrip('/')}/api/lag", timeout=5.0)
+    if response.status_code in (401, 403):
+        raise ApiRefused(url, response.status_code)
     if response.status_code != 200:
         raise RuntimeError(f"{url}/api/lag answered {response.status_code}: {response.text[:200]}")
     return response.json()  # type: ignore[no-any-return]
@@ -190,7 +216,7 @@ async def show(
 ) -> int:
     """Print the report once, or every `watch` seconds (`times` of them; forever when None)."""
     async with contextlib.AsyncExitStack() as stack:
-        # Under AUTH=keys /api/lag needs an operator key; without one the API's 401 makes us sample directly.
+        # Under AUTH=keys /api/lag needs an operator key; a refusal makes us sample directly, saying why.
         key = os.environ.get("OEE_API_KEY", "").strip()
         headers = {"Authorization": f"Bearer {key}"} if key else None
         http = (
@@ -206,16 +232,16 @@ async def show(
             try:
                 report = await take()
             except (httpx.HTTPError, RuntimeError) as exc:
+                api = str(exc) if isinstance(exc, ApiRefused) else f"the API at {url} did not answer ({exc})"
                 try:
                     take = await stack.enter_async_context(direct(settings))
                 except Exception as direct_failed:
                     from services.failures import one_line
 
                     raise LagUnavailable(
-                        f"the API at {url} did not answer ({exc}), and sampling directly failed: "
-                        f"{one_line(direct_failed, settings)}"
+                        f"{api}, and sampling directly failed: {one_line(direct_failed, settings)}"
                     ) from direct_failed
-                print(f"oee lag: the API at {url} did not answer ({exc}); sampling directly", file=sys.stderr)
+                print(f"oee lag: {api}; {_DIRECT}", file=sys.stderr)
         shown = 0
         while True:
             report = report or await take()
