@@ -78,3 +78,22 @@ def test_a_bad_log_level_is_one_line(down_env: dict[str, str]) -> None:
 def test_version(down_env: dict[str, str]) -> None:
     result = run(["--version"], down_env)
     assert result.returncode == 0 and result.stdout.startswith("oee ") and result.stderr == ""
+
+
+def test_a_reader_that_closes_the_pipe_is_no_failure(down_env: dict[str, str]) -> None:
+    """`oee order get ID | head -1`: the reader goes away before the output is written; every command exits
+    quietly then (handled once, in the CLI's entry). `status` stands for them: it prints and needs nothing."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "services.cli", "status"],
+            env=down_env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141, result.stderr

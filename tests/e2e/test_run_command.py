@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -73,7 +74,31 @@ async def test_up_serves_orders_end_to_end_and_down_stops_it_all(env: dict[str, 
     assert again.returncode == 0, again.stderr
     assert _pids(oee(env, "status").stdout) == pids, "a second up finds the running system"
 
-    down = oee(env, "down")
+    # Other settings cannot apply to what runs: said by name (never by value), nothing changed, exit 1.
+    other = oee(dict(env, AUTH="keys", VENUE_EXEC_LATENCY_MS="987"), "up")
+    assert other.returncode == 1 and other.stdout == "", other.stdout + other.stderr
+    message = other.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert "already running with other settings" in message and "(AUTH, VENUE_EXEC_LATENCY_MS)" in message
+    assert "`oee down` then `oee up`" in message and "987" not in message and "keys" not in message
+    assert _pids(oee(env, "status").stdout) == pids, "nothing restarted"
+
+    down = oee(env, "down", "--purge")
     assert down.returncode == 0, down.stderr
     assert not [name for name, pid in pids.items() if pid_alive(pid)], "down stops everything up started"
     assert not _pids(oee(env, "status").stdout)
+    assert not os.listdir(env["OEE_STATE_DIR"]), (
+        "purged: nothing of the stack's is left, and status made nothing"
+    )
+
+
+def test_a_taken_service_port_fails_before_anything_starts(env: dict[str, str]) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(env["PORT"])))
+        squatter.listen()
+        up = oee(env, "up")
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert up.stderr.strip() == (
+        f"oee up: port {env['PORT']} for api is already in use by another process; stop it or set PORT"
+    )
+    assert up.stdout == "" and not _pids(oee(env, "status").stdout), "no broker or database was started"
