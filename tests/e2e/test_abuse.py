@@ -5,7 +5,8 @@ hold (its RSS, measured from outside) and whether the others still get answers i
 - 600 pings with ids just under the message limit (~60 KiB each, 36 MiB of pongs) from a client that never
   reads: the gateway stops reading it, closes it (1013) and lets it go; RSS grows < 64 MiB.
 - 2,000 reads waiting on `waitMs` plus 500 connections sending their bodies a byte a second: an existing
-  order's GET keeps a p99 under 100 ms, and every slow body is cut (408) within 10 s.
+  order's GET keeps a p99 under 100 ms (or three times its p99 just before the crowd came, on a box busy
+  with other work), and every slow body is cut (408) within 10 s.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ async def test_waiting_reads_and_slow_bodies_do_not_delay_an_existing_order(
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             assert (await client.get(url)).status_code == 200
+            await probe(client, url, 20)  # warm: the first reads of a fresh process open its pools
+            calm = await probe(client, url, 100)  # the box's own pace before the crowd
             opened = await asyncio.wait_for(abuse.stdout.readline(), 60)
             assert orjson.loads(opened) == {"opened": True}
             # From the crowd's arrival to past the waits' 10 s and the slow bodies' cut.
@@ -171,12 +174,29 @@ async def test_waiting_reads_and_slow_bodies_do_not_delay_an_existing_order(
             await abuse.wait()
     statuses, cuts = report["statuses"], report["cuts"]
     p99 = statistics.quantiles(latencies, n=100)[98]
+    calm_p99 = statistics.quantiles(calm, n=100)[98]
     print(
-        f"\nGET p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms,"
+        f"\nbefore: GET p99 {calm_p99 * 1000:.1f} ms over {len(calm)} reads;"
+        f" with the crowd: GET p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms,"
         f" max {max(latencies) * 1000:.1f} ms over {len(latencies)} reads; waits: {len(statuses)} answered 503;"
         f" slow bodies cut after {min(c[1] for c in cuts):.1f}-{max(c[1] for c in cuts):.1f} s"
     )
     assert report["errors"] == [], report["errors"]
     assert len(statuses) == 2000 and set(statuses) == {503}  # refused at once, or not reached in 10 s
     assert len(cuts) == 500 and {c[0] for c in cuts} == {408} and max(c[1] for c in cuts) < 10.0
-    assert p99 < 0.100, f"p99 {p99 * 1000:.1f} ms"
+    # Head-of-line blocking behind the crowd would cost seconds; a busy machine costs every read alike.
+    assert p99 < max(0.100, 3 * calm_p99), (
+        f"p99 {p99 * 1000:.1f} ms (before the crowd {calm_p99 * 1000:.1f} ms)"
+    )
+
+
+async def probe(client: httpx.AsyncClient, url: str, reads: int) -> list[float]:
+    """`reads` GETs of `url` at the probe's pace (~40 a second); each one's latency in seconds."""
+    latencies = []
+    for _ in range(reads):
+        started = time.perf_counter()
+        r = await client.get(url)
+        latencies.append(time.perf_counter() - started)
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(0.02)  # the probe's pace
+    return latencies

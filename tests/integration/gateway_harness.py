@@ -64,9 +64,11 @@ async def serving(
     options: GatewayOptions = TEST_OPTIONS,
     wrap: Wrap | None = None,
     accounts: AccountsOptions | None = None,
+    limits: HttpLimits | None = None,
 ) -> AsyncIterator[RunningGateway]:
-    """The standalone gateway app under a real uvicorn configured as `oee gateway` configures it."""
-    running = await start(settings, options, wrap, accounts)
+    """The standalone gateway app under a real uvicorn configured as `oee gateway` configures it (with the
+    default HTTP limits unless `limits` are given)."""
+    running = await start(settings, options, wrap, accounts, limits)
     try:
         yield running
     finally:
@@ -79,6 +81,7 @@ async def start(
     options: GatewayOptions = TEST_OPTIONS,
     wrap: Wrap | None = None,
     accounts: AccountsOptions | None = None,
+    limits: HttpLimits | None = None,
 ) -> RunningGateway:
     app = create_app(settings, options, accounts)
 
@@ -88,7 +91,7 @@ async def start(
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            limits=HttpLimits(),
+            limits=limits or HttpLimits(),
             ws_max_size=options.max_message_bytes,
             timeout_graceful_shutdown=5,
         )
