@@ -5,7 +5,7 @@ its bound), the API schema (`maximum`) and the router (an order on the log beyon
 Why these values: a DEX order of more than a trillion tokens, a price above a trillion quote tokens per base
 token, or a pool that must hold more than a trillion quote tokens is no order anyone means (the largest
 stablecoin's whole supply is below 1e12), and keeping every input at 1e12 or less keeps the router's and
-the venues' arithmetic (amount × price, reserves × amount) within 1e24, far from a float's overflow (1.8e308)
+the venues' arithmetic (amount * price, reserves * amount) within 1e24, far from a float's overflow (1.8e308)
 that made a single request crash the router. `slippageBps` is bounded by its own unit (0..10,000 bp) and
 `expiresAt` by the resting time (`INGRESS_MAX_RESTING_S`).
 
