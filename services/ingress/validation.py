@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import orjson
 
+from events.bounds import MAXIMA
 from events.envelope import TOKEN_PATTERN, OrderType, Side
 from services.http.problems import Problem
 
@@ -293,7 +294,8 @@ def _token(obj: dict[str, Any], field: str, tokens: Collection[str], problems: l
 
 
 def _positive(value: Any, field: str, problems: list[Problem]) -> float | None:
-    """A finite number > 0 (amounts, prices, liquidity)."""
+    """A finite number > 0 and at most the field's bound (`events.bounds.MAXIMA`: amounts, prices,
+    liquidity)."""
     if value is _MISSING:
         problems.append(Problem(field, "is required"))
         return None
@@ -308,6 +310,8 @@ def _positive(value: Any, field: str, problems: list[Problem]) -> float | None:
         problems.append(Problem(field, "must be a finite number"))
     elif amount <= 0:
         problems.append(Problem(field, f"must be greater than 0, got {value!r}"))
+    elif amount > MAXIMA[field]:
+        problems.append(Problem(field, f"must be at most {MAXIMA[field]:g}, got {_show(value)}"))
     else:
         return amount
     return None

@@ -64,6 +64,12 @@ COMMANDS_IGNORED = Counter(
     "Cancel and trigger requests that changed nothing: the order had moved on (a trigger repeated after a"
     " restart of the engine, a cancel of a finished order), or it is not this router's",
 )
+CONTAINED = Counter(
+    "oee_router_orders_contained",
+    "Orders ended failed because their own processing raised (an event failing validation, arithmetic on a"
+    " venue's answer), by stage: the router went on with the others instead of stopping",
+    ["stage"],
+)
 IN_FLIGHT = Gauge("oee_router_in_flight_orders", "Orders this router holds that have no terminal event yet")
 
 # Label children resolved once: `labels()` costs a locked dict lookup, and this runs for every event.

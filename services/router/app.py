@@ -30,6 +30,7 @@ from services.router.admission import Admissions, PgAdmissions
 from services.router.batching import Batcher
 from services.router.core import RouterCore
 from services.router.options import RouterOptions
+from services.router.supervision import EX_SOFTWARE
 from services.router.worker import Record
 from services.venue.interface import Venue
 
@@ -73,11 +74,11 @@ def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int
     async def start_core() -> None:
         await core.start()
         core.spawn(batcher.run(), "router-batches")
-        exc = await core.crashed
-        log.critical("router exiting: %r", exc)
+        await core.crashed  # logged with its traceback where it happened (`Supervisor.crash`)
+        log.critical("router exiting with status %d after a graceful stop", EX_SOFTWARE)
         os.kill(os.getpid(), signal.SIGTERM)
         # If a graceful stop hangs on the failed producer, leave anyway: nothing uncommitted matters.
-        asyncio.get_running_loop().call_later(15.0, os._exit, 70)
+        asyncio.get_running_loop().call_later(15.0, os._exit, EX_SOFTWARE)
 
     return app
 
@@ -154,7 +155,13 @@ def run(settings: Settings) -> None:
     datadir = settings.stack.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, core, str(datadir), options.batch_max)
-    run_worker(app, settings)
+    try:
+        run_worker(app, settings)
+    except SystemExit:
+        # The crash stopped the worker through SIGTERM, which Faust's worker ends with status 0.
+        if core.supervisor.cause is not None:
+            raise SystemExit(EX_SOFTWARE) from None
+        raise
 
 
 def _serve_metrics(settings: Settings, core: RouterCore) -> None:

@@ -29,6 +29,7 @@ from events.types import OrderRequested
 from services.metrics import router as router_metrics
 from services.router import flow, loops, resting, statestore
 from services.router.admission import Admissions, Candidate, InMemoryAdmissions
+from services.router.containment import accept_contained, contain
 from services.router.flow import Outcome, Tracked
 from services.router.options import RouterOptions
 from services.router.partitions import Partitions, ProducerFactory, Restore
@@ -256,14 +257,19 @@ class RouterCore:
             to_quote: set[str] = set()  # market orders accepted now, resting orders triggered now
             for record, request in intake.new:
                 if Candidate(request.order_id, record.partition, record.offset) in admitted:
-                    step = flow.accept(request, now)
+                    step = accept_contained(request, now, partial(flow.accept, request, now))
                     self._take(step, out, touched, to_quote)
                 else:
                     refused.append(request)
             ignored = 0
             for _, command in intake.commands:
                 oid = command.order_id
-                answer = resting.respond(touched.get(oid) or worker.memory.active.get(oid), command, now)
+                current = touched.get(oid) or worker.memory.active.get(oid)
+                answer = (
+                    None
+                    if current is None
+                    else contain(current, now, partial(resting.respond, current, command, now))
+                )
                 if answer is None:
                     ignored += 1
                     continue
@@ -341,7 +347,11 @@ class RouterCore:
                 out = Outbox()
                 for tracked in orders:
                     current = worker.memory.active.get(tracked.order_id)
-                    step = None if current is None else resting.expire(current, now)
+                    step = (
+                        None
+                        if current is None
+                        else contain(current, now, partial(resting.expire, current, now))
+                    )
                     if step is not None:
                         out.add(step)
                 await worker.commit(out)

@@ -23,6 +23,7 @@ from typing import Literal, TypeVar
 import msgspec
 from msgspec.structs import replace
 
+from events.bounds import order_problem
 from events.envelope import Status
 from events.errors import IllegalTransition
 from events.lifecycle import TRANSITIONS
@@ -72,6 +73,9 @@ PHASE: dict[Status, Phase] = {
 }
 """What the router waits for in each lifecycle status: the market (`resting`: a trigger, a cancel or its
 expiry), quotes (`routing`), the venue (`submitted`), nothing."""
+
+OUT_OF_BOUNDS = "out of bounds"
+"""How the failure reason of an order beyond the request bounds starts (stage `routing`)."""
 
 EXPIRED = "expired"
 """How an expired swap's failure reason starts (the stage stays `execution`)."""
@@ -176,7 +180,9 @@ def advance(tracked: Tracked, kind: type[E], data: Payload, now: datetime) -> tu
 
 def accept(request: OrderRequested, now: datetime) -> Step:
     """A new order: the request's copy opens the order's stream (seq 1), then `routing` (seq 2), or, for a
-    limit or sniper order, `open` (seq 2): it rests until the market fires it (`services.router.resting`)."""
+    limit or sniper order, `open` (seq 2): it rests until the market fires it (`services.router.resting`).
+    An order beyond the request bounds (`events.bounds`: on the log from before the ingress checked them)
+    fails at once (seq 2): no venue is asked to price a swap of 1e308 tokens."""
     tracked = Tracked(
         order_id=request.order_id,
         status="pending",
@@ -184,6 +190,10 @@ def accept(request: OrderRequested, now: datetime) -> Step:
         last_event_id=request.event_id,
         request=request.data,
     )
+    problem = order_problem(request.data)
+    if problem:
+        failed = fail(tracked, f"{OUT_OF_BOUNDS}: {problem}", "routing", now)
+        return Step([request, *failed.events], failed.tracked)
     if request.data.resting:
         opened, tracked = advance(tracked, OrderOpened, opened_data(request.data), now)
         expires = request.data.expires_at

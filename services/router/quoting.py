@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from services.router import flow
+from services.router.containment import contain
 from services.router.flow import Tracked
 from services.router.options import RouterOptions
 from services.venue.interface import Venue, VenueError, VenueQuote
@@ -26,10 +29,13 @@ class Quoter:
         answers = await asyncio.gather(*(self.quotes(t) for t in orders))
         at = datetime.now(UTC)
         opts = self.options
-        return [
-            flow.quoted(t, quotes, errors, at, opts.backoff, opts.landing_deadline_s)
-            for t, (quotes, errors) in zip(orders, answers, strict=True)
-        ]
+        steps = []
+        for t, (quotes, errors) in zip(orders, answers, strict=True):
+            quoted = partial(flow.quoted, t, quotes, errors, at, opts.backoff, opts.landing_deadline_s)
+            step = contain(t, at, quoted, "routing")  # a quote that breaks the step fails this order only
+            if step is not None:
+                steps.append(step)
+        return steps
 
     async def quotes(self, tracked: Tracked) -> tuple[list[VenueQuote], list[str]]:
         """Every venue's quote, or only those of the venues a trigger named (`tracked.venues`)."""
@@ -50,7 +56,11 @@ class Quoter:
         errors: list[str] = []
         for name, result in zip(names, results, strict=True):
             if isinstance(result, VenueQuote):
-                quotes.append(result)
+                problem = unusable(result)
+                if problem:
+                    errors.append(f"{name}: unusable quote ({problem})")
+                else:
+                    quotes.append(result)
             elif isinstance(result, TimeoutError):
                 errors.append(f"{name}: no quote within {timeout:g} s")
             elif isinstance(result, VenueError):
@@ -58,3 +68,18 @@ class Quoter:
             elif isinstance(result, BaseException):
                 errors.append(f"{name}: {type(result).__name__}: {result}")
         return quotes, errors
+
+
+def unusable(quote: VenueQuote) -> str:
+    """What makes a venue's quote unusable ("" when nothing): a price or an amount that is not a finite
+    positive number (a venue overflowing on a huge swap answers inf, or null through JSON), or a fee or
+    impact that is not finite. Such a quote counts as that venue's failure to quote, not as a price."""
+    for name in ("price", "amount_in", "amount_out"):
+        value = getattr(quote, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            return f"{name} {value!r}"
+    for name in ("fee_bps", "price_impact_bps"):
+        value = getattr(quote, name)
+        if not (isinstance(value, int | float) and math.isfinite(value)):
+            return f"{name} {value!r}"
+    return ""

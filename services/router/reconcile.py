@@ -63,12 +63,16 @@ class Reconciler:
             statuses = await venue.status_many([t.order_id for t in chunk])
             if len(statuses) != len(chunk):
                 raise VenueError(name, f"{len(statuses)} statuses for {len(chunk)} ids")
-        except VenueError as exc:
+        except Exception as exc:
+            # A venue error, or an answer the client could not make sense of: either way nothing is known
+            # about these swaps yet, so they wait and are asked again (never guessed).
             failures = self._failures[name] = self._failures.get(name, 0) + 1
             wait = min(opts.submit_retry_s * 2 ** (failures - 1), opts.lookup_retry_cap_s)
+            reason = exc.reason if isinstance(exc, VenueError) else repr(exc)
             log.warning(
-                "status look-up at %s failed (%s); %d swaps wait %.1f s", name, exc.reason, len(chunk), wait
-            )
+                "status look-up at %s failed (%s); %d swaps wait %.1f s", name, reason, len(chunk), wait,
+                exc_info=not isinstance(exc, VenueError),
+            )  # fmt: skip
             for tracked in chunk:
                 worker.memory.look_later(tracked.order_id, time.time() + wait)
             return

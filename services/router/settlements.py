@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from services.metrics import router as router_metrics
 from services.router import flow
+from services.router.containment import contain
 from services.router.flow import Expiry, Outcome
 from services.router.supervision import Supervisor
 from services.router.worker import CommitFailed, Outbox, PartitionWorker, WorkerClosed
@@ -39,8 +41,8 @@ def settle_into(worker: PartitionWorker, out: Outbox, outcomes: Sequence[Outcome
         tracked = worker.memory.active.get(order_id)
         if tracked is None or order_id in ended:
             continue
-        step = flow.concluded(tracked, outcome, now)
-        if step.events:
+        step = contain(tracked, now, partial(flow.concluded, tracked, outcome, now), "execution")
+        if step is not None and step.events:
             out.add(step)
             ended.add(order_id)
             expiries += isinstance(outcome, Expiry)

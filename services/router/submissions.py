@@ -98,6 +98,12 @@ class Submissions:
                     return
             except VenueUnavailable:
                 pass
+            except Exception:
+                # Anything else (a client or venue bug, an answer it could not read) says nothing about
+                # whether the swap executed: never guessed, it is retried like a lost reply until the
+                # deadline, after which the look-up decides (`expired` if the venue never executed it).
+                log.exception("submit to %s raised; retrying until its deadline", venue.name,
+                              extra={"order_id": order_id})  # fmt: skip
             wait = delay if deadline is None else min(delay, max(deadline - time.time(), 0.0))
             await asyncio.sleep(wait)
             delay = min(delay * 2, opts.submit_retry_cap_s)
@@ -106,4 +112,7 @@ class Submissions:
         try:
             return (await venue.status_many([order_id]))[0]
         except (VenueError, IndexError):
+            return None
+        except Exception:
+            log.exception("status look-up at %s raised", venue.name, extra={"order_id": order_id})
             return None

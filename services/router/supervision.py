@@ -17,10 +17,16 @@ from collections.abc import Awaitable
 log = logging.getLogger("oee.router")
 
 
+EX_SOFTWARE = 70
+"""The exit status of a router that stopped on a failure (sysexits.h: internal software error), so the
+process supervisor and `oee status` see a crash, not a clean stop."""
+
+
 class Supervisor:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._crashed: asyncio.Future[BaseException] | None = None
+        self.cause: BaseException | None = None  # the first failure that stopped the router
 
     def start(self) -> None:
         self._crashed = asyncio.get_running_loop().create_future()
@@ -32,8 +38,12 @@ class Supervisor:
 
     def crash(self, exc: BaseException) -> None:
         """Stop routing; the supervisor restarts the process and the restart carries on from the committed
-        state."""
-        log.critical("router stopping after a failure it cannot route around: %r", exc)
+        state. The first failure is logged with its traceback; later ones (the stop's fallout) in a line."""
+        if self.cause is not None:
+            log.error("another failure while the router stops: %r", exc)
+            return
+        self.cause = exc
+        log.critical("router stopping after a failure it cannot route around: %r", exc, exc_info=exc)
         if self._crashed is not None and not self._crashed.done():
             self._crashed.set_result(exc)
 

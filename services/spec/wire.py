@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from events.bounds import MAX_AMOUNT_IN, MAX_MIN_LIQUIDITY, MAX_PRICE
+
 Side = Literal["buy", "sell"]
 Status = Literal[
     "pending", "open", "triggered", "routing", "building", "submitted", "confirmed", "failed", "expired",
@@ -20,7 +22,15 @@ Status = Literal[
 ]  # fmt: skip
 Uuid = Annotated[str, msgspec.Meta(description="a lower-case UUID", extra_json_schema={"format": "uuid"})]
 Instant = Annotated[str, msgspec.Meta(description="RFC 3339, UTC, milliseconds, 'Z'")]
-Amount = Annotated[float, msgspec.Meta(gt=0, description="finite, > 0")]
+
+# A request's numbers: finite, > 0 and at most their bounds (`events.bounds`, where the values are argued).
+AmountIn = Annotated[
+    float, msgspec.Meta(gt=0, le=MAX_AMOUNT_IN, description=f"finite, > 0, <= {MAX_AMOUNT_IN:g}")
+]
+Price = Annotated[float, msgspec.Meta(gt=0, le=MAX_PRICE, description=f"finite, > 0, <= {MAX_PRICE:g}")]
+Liquidity = Annotated[
+    float, msgspec.Meta(gt=0, le=MAX_MIN_LIQUIDITY, description=f"finite, > 0, <= {MAX_MIN_LIQUIDITY:g}")
+]
 Bps = Annotated[int, msgspec.Meta(ge=0, le=10_000, description="basis points, 0..10000")]
 
 
@@ -47,16 +57,16 @@ class OrderRequest(msgspec.Struct, frozen=True, rename="camel", omit_defaults=Tr
 
     base_token: Annotated[str, msgspec.Meta(min_length=1, examples=["SOL"])]
     quote_token: Annotated[str, msgspec.Meta(min_length=1, examples=["USDC"])]
-    amount_in: Amount
+    amount_in: AmountIn
     side: Side | None = None
     slippage_bps: Annotated[Bps, msgspec.Meta(description="market orders only (default 100)")] | None = None
     type: Literal["market", "limit", "sniper"] | None = "market"
     limit_price: (
-        Annotated[Amount, msgspec.Meta(description="limit: quote per base, the worst price")] | None
+        Annotated[Price, msgspec.Meta(description="limit: quote per base, the worst price")] | None
     ) = None
-    max_price: Annotated[Amount, msgspec.Meta(description="sniper: the highest price to pay")] | None = None
+    max_price: Annotated[Price, msgspec.Meta(description="sniper: the highest price to pay")] | None = None
     min_liquidity: (
-        Annotated[Amount, msgspec.Meta(description="sniper: the pool's least quote reserve")] | None
+        Annotated[Liquidity, msgspec.Meta(description="sniper: the pool's least quote reserve")] | None
     ) = None
     expires_at: (
         Annotated[Instant, msgspec.Meta(description="limit, sniper: when it stops resting")] | None

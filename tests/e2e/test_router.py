@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -218,6 +219,56 @@ async def test_undecodable_intake_goes_to_dead_letters_and_the_rest_flows(
     assert int(headers[DLQ_SOURCE_OFFSET]) >= 0
     assert b"InvalidEvent" in headers[DLQ_ERROR]
     assert system.router.alive()
+
+
+async def test_an_order_beyond_the_bounds_on_the_intake_fails_and_the_router_goes_on(
+    start: Start, infra: Settings
+) -> None:
+    """The review's crash loop: requests of 1e308 and 1e306 written straight onto the intake (as a log from
+    before the ingress checked the bounds holds them) end `failed` with the reason; the orders after them
+    confirm; the router process is the one that started (it never stopped)."""
+    system = await start()
+    pid = system.router.pid
+    huge_sell = order_request("sell", "SOL", "USDC", 1e308)
+    huge_buy = order_request("buy", "ETH", "USDT", 1e306)
+    after = [order_request(), order_request("buy", "ETH", "USDT", 100.0)]
+    await produce(infra.bootstrap_servers, system.topics.requests, [huge_sell, huge_buy, *after])
+    async with LogReader(infra.bootstrap_servers, system.topics.events) as log:
+        ids = [o.order_id for o in (huge_sell, huge_buy, *after)]
+        await log.wait_terminal(ids, 60, [system.router, system.venue])
+        for order in (huge_sell, huge_buy):
+            events = log.by_order[order.order_id]
+            assert_lifecycle(events)
+            assert [e.type for e in events] == ["OrderRequested", "OrderFailed"]
+            failed = events[-1].data
+            assert failed.stage == "routing" and failed.reason.startswith("out of bounds: amountIn 1e+30")
+            assert "above its bound 1e+12" in failed.reason, failed.reason
+        for order in after:
+            assert log.by_order[order.order_id][-1].type == "OrderConfirmed"
+    assert system.router.alive() and system.router.pid == pid
+    assert "router stopping" not in system.router.log.read_text(errors="replace")
+
+
+async def test_a_router_that_crashes_exits_70_with_its_traceback_logged_once(
+    start: Start, infra: Settings
+) -> None:
+    """A failure that is not about one order (here its database refuses it: the database named does not
+    exist, which no retry cures) stops the router with status 70, not 0, its traceback in the log once."""
+    system = await start()
+    system.router.stop()
+    url = infra.database_url.rsplit("/", 1)[0] + "/oee_no_such_database"
+    env = dict(system.router.env, DATABASE_URL=url)
+    system.router = router = service("router", system.settings, system.tmp, env).start()
+    assert router.popen is not None
+    deadline = time.monotonic() + 60
+    while router.popen.poll() is None:
+        assert time.monotonic() < deadline, router.tail()
+        await asyncio.sleep(0.1)  # polling the exit, with a deadline
+    text = router.log.read_text(errors="replace")
+    assert router.popen.returncode == 70, text[-3000:]
+    assert text.count("router stopping after a failure it cannot route around") == 1, text[-3000:]
+    assert text.count("Traceback (most recent call last)") == 1, text[-3000:]
+    assert "InvalidCatalogNameError" in text and "router exiting with status 70" in text
 
 
 async def test_sigkill_mid_flight_every_order_ends_once_and_no_swap_runs_twice(

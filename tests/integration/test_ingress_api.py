@@ -216,6 +216,35 @@ async def test_every_validation_rule_is_a_400_naming_the_field_and_writes_nothin
     assert await read_topic(settings, topics.requests) == []
 
 
+async def test_numbers_beyond_their_bounds_are_a_400_naming_the_bound_and_write_nothing(
+    infra: Settings, topics: Topics
+) -> None:
+    """The review's requests that put the router in a crash loop (amountIn 1e308, a buy of 1e306) and every
+    other bounded number of a request: 400, the field and its bound named, nothing in the intake."""
+    settings = settings_for(infra, topics)
+    limit = {"type": "limit", "baseToken": "SOL", "quoteToken": "USDC", "side": "buy", "amountIn": 1.0}
+    sniper = {"type": "sniper", "baseToken": "BONK", "quoteToken": "USDC", "amountIn": 1.0}
+    beyond = [
+        ({"baseToken": "SOL", "quoteToken": "USDC", "side": "sell", "amountIn": 1e308}, "amountIn"),
+        ({"baseToken": "ETH", "quoteToken": "USDT", "side": "buy", "amountIn": 1e306}, "amountIn"),
+        ({**SEED_SELL_SOL, "amountIn": 1_000_000_000_001}, "amountIn"),
+        ({**limit, "limitPrice": 2e12}, "limitPrice"),
+        ({**sniper, "maxPrice": 1e13, "minLiquidity": 1.0}, "maxPrice"),
+        ({**sniper, "maxPrice": 1.0, "minLiquidity": 1e300}, "minLiquidity"),
+    ]
+    async with running(settings) as client:
+        for body, field in beyond:
+            r = await client.post(URL, json=body)
+            assert r.status_code == 400, (body, r.text)
+            assert r.json()["details"] == [
+                {"field": field, "message": f"must be at most 1e+12, got {body[field]!r}"}
+            ], r.text
+        edge = await client.post(URL, json={**SEED_SELL_SOL, "amountIn": 1e12})
+        assert edge.status_code == 201, edge.text
+    records = await read_topic(settings, topics.requests)
+    assert [r.key for r in records] == [edge.json()["orderId"].encode()]
+
+
 async def test_a_send_past_its_deadline_is_a_503_never_a_201(infra: Settings, topics: Topics) -> None:
     settings = settings_for(infra, topics)
     key = {"Idempotency-Key": f"late-{topics.requests}"}

@@ -62,6 +62,9 @@ INVALID: list[tuple[str, bytes, str, str]] = [
     ("amount -Infinity", body().replace(b"1.5", b"-Infinity"), "amountIn", "finite"),
     ("amount 1e400", body().replace(b"1.5", b"1e400"), "amountIn", "finite"),
     ("amount huge integer", body().replace(b"1.5", b"1" + b"0" * 400), "amountIn", "finite"),
+    ("amount 1e308", body(amountIn=1e308), "amountIn", "must be at most 1e+12, got 1e+308"),
+    ("amount just above the bound", body(amountIn=1e12 * (1 + 1e-15)), "amountIn", "at most 1e+12"),
+    ("amount a large integer", body(amountIn=10**13), "amountIn", "at most 1e+12, got 10000000000000"),
     ("slippage negative", body(slippageBps=-1), "slippageBps", "from 0 to 10000"),
     ("slippage too large", body(slippageBps=10_001), "slippageBps", "from 0 to 10000"),
     ("slippage fractional", body(slippageBps=1.5), "slippageBps", "must be an integer, got a number"),
@@ -117,6 +120,11 @@ def test_defaults_and_ignored_extras() -> None:
 
 
 def test_boundaries_are_accepted() -> None:
+    assert parse_order(body(amountIn=1e12), TOKENS).amount_in == 1e12
+    assert parse_order(body(amountIn=10**12), TOKENS).amount_in == 1e12
+    assert parse_order(resting(LIMIT, limitPrice=1e12), TOKENS, now=NOW).limit_price == 1e12
+    sniper = parse_order(resting(SNIPER, maxPrice=1e12, minLiquidity=1e12), TOKENS, now=NOW)
+    assert (sniper.max_price, sniper.min_liquidity) == (1e12, 1e12)
     assert parse_order(body(slippageBps=0), TOKENS).slippage_bps == 0
     assert parse_order(body(slippageBps=10_000), TOKENS).slippage_bps == 10_000
     assert parse_order(body(slippageBps=150.0), TOKENS).slippage_bps == 150
@@ -156,6 +164,16 @@ RESTING_INVALID: list[tuple[str, bytes, str, str]] = [
     ("limit without a limit", resting(LIMIT, limitPrice=_DROP), "limitPrice", "is required"),
     ("limit price zero", resting(LIMIT, limitPrice=0), "limitPrice", "greater than 0"),
     ("limit price infinite", resting(LIMIT).replace(b"140.5", b"1e400"), "limitPrice", "finite"),
+    ("limit price above the bound", resting(LIMIT, limitPrice=1e13), "limitPrice", "at most 1e+12"),
+    ("limit order amount 1e306", resting(LIMIT, amountIn=1e306), "amountIn", "at most 1e+12"),
+    ("sniper max price above the bound", resting(SNIPER, maxPrice=2e12), "maxPrice", "at most 1e+12"),
+    (
+        "sniper liquidity above the bound",
+        resting(SNIPER, minLiquidity=1e300),
+        "minLiquidity",
+        "at most 1e+12",
+    ),
+    ("sniper liquidity NaN", resting(SNIPER).replace(b"50000", b"NaN"), "minLiquidity", "finite"),
     ("slippage on a limit", resting(LIMIT, slippageBps=50), "slippageBps", "market orders only"),
     ("max price on a limit", resting(LIMIT, maxPrice=1), "maxPrice", "sniper orders only"),
     ("expiry not a time", resting(LIMIT, expiresAt="tomorrow"), "expiresAt", "RFC 3339"),

@@ -1,8 +1,13 @@
-"""When the router stops trying to recover in-process, and how long it waits between attempts."""
+"""When the router stops trying to recover in-process, how long it waits between attempts, and how a stop
+is reported."""
 
 from __future__ import annotations
 
-from services.router.supervision import RecoveryBudget
+import logging
+
+import pytest
+
+from services.router.supervision import EX_SOFTWARE, RecoveryBudget, Supervisor
 
 
 def test_the_budget_allows_limit_failures_per_window_then_refuses() -> None:
@@ -25,3 +30,22 @@ def test_backoff_doubles_with_recent_failures_up_to_the_cap() -> None:
         budget.spend(t)
         waits.append(budget.backoff())
     assert waits == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+async def test_the_first_crash_is_the_cause_logged_once_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    supervisor = Supervisor()
+    supervisor.start()
+    try:
+        raise ZeroDivisionError("float division by zero")
+    except ZeroDivisionError as exc:
+        first = exc
+    with caplog.at_level(logging.ERROR, "oee.router"):
+        supervisor.crash(first)
+        supervisor.crash(RuntimeError("the stop's fallout"))
+    assert supervisor.cause is first and supervisor.crashed.result() is first
+    with_traceback = [r for r in caplog.records if r.exc_info]
+    assert len(with_traceback) == 1 and with_traceback[0].exc_info[1] is first  # type: ignore[index]
+    assert caplog.text.count("Traceback") == 1
+    assert EX_SOFTWARE == 70
