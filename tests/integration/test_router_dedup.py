@@ -19,6 +19,7 @@ from tests.e2e.harness import LogReader, assert_lifecycle
 from tests.integration.router_harness import close_venues, intake, running, sim_venues
 from tests.router_fakes import FaultyVenue
 from tests.samples import order_request
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,11 @@ async def test_a_forgotten_order_sent_again_starts_no_second_lifecycle_and_no_se
             first = log.by_order[order.order_id][-1]
             assert first.type == "OrderConfirmed"
             other = await make_the_other_venue_better(venues, order, first.data.venue)
-            assert not core.workers[0].memory.known(order.order_id), "the router has forgotten it"
+            # It forgets (memory_orders=0) once the transaction that ended it has committed and been
+            # recorded, a moment after the terminal event is readable on the log.
+            await until(
+                lambda: not core.workers[0].memory.known(order.order_id), 10, "the router to forget it"
+            )
 
             await core.handle(await intake(infra, topics, [(0, order)]))  # the same request again
             await core.handle(await intake(infra, topics, [(0, other_body)]))  # the same id, another body
