@@ -11,6 +11,13 @@ sampled exactly over the time elapsed since the pool was last touched, with one 
 caller's `random.Random`: the same seed and the same sequence of (pair, time) calls give the same prices.
 Drift moves the price at constant k; an executed swap moves the reserves themselves (and, like any swap,
 its price is later pulled back by the drift). No I/O, no clock: time is passed in.
+
+Bounds (decision 0030): a swap may take at most `MAX_IMPACT_BPS` (15 %) of the output reserve, the price
+impact beyond which a swap UI such as Uniswap's refuses to trade; for a constant-product pool the share of the
+output reserve a swap takes *is* its price impact, `net_in / (r_in + net_in)`. A bigger swap, or one that
+would get nothing out, is refused (`SwapRefused`, with the reason) and never moves the pool, so reserves stay
+finite and positive and every pool can always be priced and walked. A journaled state that breaks the bounds
+(written before them) is not restored: see `PoolBook.restore`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,26 @@ from .interface import Side
 REFERENCE_USD: dict[str, float] = {"SOL": 150.0, "USDC": 1.0, "ETH": 3000.0, "USDT": 1.0}
 STABLECOINS = frozenset({"USDC", "USDT"})
 STABLE_VOLATILITY_FACTOR = 0.1  # a stable/stable pool drifts ten times less
+MAX_IMPACT_BPS = 1_500.0  # the most of a pool's output reserve one swap may take (= its price impact)
+# How far from its reference a journaled price may be and still be restored: under MAX_IMPACT_BPS one swap
+# moves the price by at most 1 / 0.85^2 = 1.38x, so 100x takes 14 maximal swaps in one direction with no
+# arbitrage between them; a state beyond it is one the bounds could not have produced (a journal from before).
+MAX_RESTORED_DEVIATION = 100.0
+_MAX_LOG_DEVIATION = math.log(1e12)  # clamp of the walk's log price: exp() of it never overflows
+
+
+class SwapRefused(ValueError):
+    """A swap the pool will not price or execute; the message is the reason, fit for the caller."""
+
+
+def priceable(reserve_a: float, reserve_b: float) -> bool:
+    """Whether a pool holding these reserves can be quoted and walked: both finite and positive, and so is
+    k and the price (no overflow, no underflow to zero)."""
+    values = (reserve_a, reserve_b, reserve_a * reserve_b)
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return False
+    price = reserve_b / reserve_a
+    return math.isfinite(price) and price > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +126,22 @@ class Pool:
         return r_quote / r_base
 
     @property
+    def priceable(self) -> bool:
+        return priceable(self.reserve_a, self.reserve_b)
+
+    @property
     def deviation_bps(self) -> float:
-        return abs(math.log(self.reserve_b / self.reserve_a / self.reference)) * 1e4
+        return abs(self._log_deviation()) * 1e4
+
+    def _log_deviation(self) -> float:
+        """log(price / reference), clamped: finite whatever the reserves (an unpriceable pool reads as far
+        away as the clamp, so it takes the highest fee and the walk does not move it)."""
+        if not self.priceable:
+            return _MAX_LOG_DEVIATION
+        ratio = self.reserve_b / self.reserve_a / self.reference
+        if not (math.isfinite(ratio) and ratio > 0):
+            return _MAX_LOG_DEVIATION
+        return max(-_MAX_LOG_DEVIATION, min(_MAX_LOG_DEVIATION, math.log(ratio)))
 
     @property
     def fee_bps(self) -> float:
@@ -108,45 +149,72 @@ class Pool:
         return min(self.spec.fee_bps + dynamic, self.spec.max_fee_bps)
 
     def preview(self, base: str, quote: str, side: Side, amount_in: float) -> Fill:
-        """Price a swap without moving the pool."""
-        if not (math.isfinite(amount_in) and amount_in > 0):
-            raise ValueError(f"amount_in must be a positive number, got {amount_in!r}")
+        """Price a swap without moving the pool; `SwapRefused` beyond the bounds (module docstring)."""
+        if not (isinstance(amount_in, int | float) and math.isfinite(amount_in) and amount_in > 0):
+            raise SwapRefused(f"amount_in must be a positive number, got {amount_in!r}")
         r_base, r_quote = self._reserves(base, quote)
+        token_in = base if side == "sell" else quote
+        if not self.priceable:  # only a state set by hand: every path that moves a pool keeps it priceable
+            raise SwapRefused(f"pool {self.token_a}/{self.token_b} cannot be priced now")
         r_in = r_base if side == "sell" else r_quote
         fee_bps = self.fee_bps
         net_in = amount_in * (1.0 - fee_bps / 1e4)
+        # Out-per-in rate lost to size alone: 1 - (out / net_in) / (r_out / r_in) = net_in / (r_in + net_in),
+        # which is also the share of the output reserve the swap takes.
+        impact_bps = net_in / (r_in + net_in) * 1e4
+        if not impact_bps <= MAX_IMPACT_BPS:
+            most = _most_in(r_in, fee_bps)
+            raise SwapRefused(
+                f"price impact {impact_bps / 100:.4g} % is over the {MAX_IMPACT_BPS / 100:g} % limit: the swap"
+                f" would take that share of the pool's {quote if side == 'sell' else base}; at most"
+                f" {most:.8g} {token_in} now"
+            )
         # The market-data contract's formula: what a reader of a published pool state computes is this quote.
         amount_out = swap_out(r_base, r_quote, fee_bps, side, amount_in)
+        if not amount_out > 0:  # a dust amount_in: the output underflows
+            raise SwapRefused(f"amount_in {amount_in!r} {token_in} is too small: the swap gets nothing out")
         price = amount_out / amount_in if side == "sell" else amount_in / amount_out
-        # Out-per-in rate lost to size alone: 1 - (out / net_in) / (r_out / r_in) = net_in / (r_in + net_in).
-        impact_bps = net_in / (r_in + net_in) * 1e4
+        if not (math.isfinite(price) and price > 0):
+            raise SwapRefused(f"amount_in {amount_in!r} {token_in} cannot be priced: price {price!r}")
+        after = PoolState(self.token_a, self.token_b, *self._after(token_in, amount_in, amount_out))
+        reason = refusal(after, self.reference)
+        if reason is not None:
+            raise SwapRefused(f"the swap would leave {reason}")
         return Fill(amount_in, amount_out, price, fee_bps, impact_bps)
 
     def execute(self, base: str, quote: str, side: Side, fill: Fill) -> None:
-        """Move the reserves by a fill from `preview`; the fee stays in the pool (k grows)."""
-        token_in = base if side == "sell" else quote
+        """Move the reserves by a fill from `preview`; the fee stays in the pool (k grows). `SwapRefused`,
+        the pool unmoved, if the result could not be priced (a fill from a preview within bounds never is)."""
+        reserve_a, reserve_b = self._after(base if side == "sell" else quote, fill.amount_in, fill.amount_out)
+        if not priceable(reserve_a, reserve_b):
+            raise SwapRefused(f"the swap would leave pool {self.token_a}/{self.token_b} unpriceable")
+        self.reserve_a, self.reserve_b = reserve_a, reserve_b
+
+    def _after(self, token_in: str, amount_in: float, amount_out: float) -> tuple[float, float]:
+        """(reserve_a, reserve_b) once `amount_in` of `token_in` came in and `amount_out` went out."""
         if token_in == self.token_a:
-            self.reserve_a += fill.amount_in
-            self.reserve_b -= fill.amount_out
-        else:
-            self.reserve_b += fill.amount_in
-            self.reserve_a -= fill.amount_out
+            return self.reserve_a + amount_in, self.reserve_b - amount_out
+        return self.reserve_a - amount_out, self.reserve_b + amount_in
 
     def drift(self, dt: float, z: float) -> None:
         """Advance the log price by an exact OU step over `dt` seconds, `z` a standard normal draw."""
-        if dt <= 0:
+        if dt <= 0 or not self.priceable:  # nothing to walk from (never reached through swaps and restores)
             return
         kappa, sigma = self.spec.reversion_per_s, self.volatility
         decay = math.exp(-kappa * dt)
         std = sigma * math.sqrt((1 - decay * decay) / (2 * kappa)) if kappa > 0 else sigma * math.sqrt(dt)
-        self.shift(math.log(self.reserve_b / self.reserve_a / self.reference) * decay + std * z)
+        self.shift(self._log_deviation() * decay + std * z)
 
     def shift(self, log_deviation: float) -> None:
-        """Set the price to `reference * exp(log_deviation)` at constant k (how arbitrage moves a pool)."""
+        """Set the price to `reference * exp(log_deviation)` at constant k (how arbitrage moves a pool);
+        a move that would leave the pool unpriceable (overflow, underflow) is not made."""
+        if not (self.priceable and math.isfinite(log_deviation)):
+            return
         k = self.reserve_a * self.reserve_b
-        price = self.reference * math.exp(log_deviation)
-        self.reserve_a = math.sqrt(k / price)
-        self.reserve_b = math.sqrt(k * price)
+        price = self.reference * math.exp(max(-_MAX_LOG_DEVIATION, min(_MAX_LOG_DEVIATION, log_deviation)))
+        reserve_a, reserve_b = math.sqrt(k / price), math.sqrt(k * price)
+        if priceable(reserve_a, reserve_b):
+            self.reserve_a, self.reserve_b = reserve_a, reserve_b
 
     def _reserves(self, base: str, quote: str) -> tuple[float, float]:
         if (base, quote) == (self.token_a, self.token_b):
@@ -154,6 +222,28 @@ class Pool:
         if (base, quote) == (self.token_b, self.token_a):
             return self.reserve_b, self.reserve_a
         raise KeyError(f"pool {self.token_a}/{self.token_b} does not trade {base}/{quote}")
+
+
+def refusal(state: PoolState, reference: float) -> str | None:
+    """Why a pool whose walk reverts to `reference` must not take this state, or None: a reserve that is
+    not finite and positive (a pool drained by a swap before the bounds), or a price further than
+    `MAX_RESTORED_DEVIATION` times from the reference."""
+    pair = f"{state.token_a}/{state.token_b}"
+    if not priceable(state.reserve_a, state.reserve_b):
+        return f"pool {pair} state ({state.reserve_a!r}, {state.reserve_b!r}) cannot be priced"
+    ratio = state.reserve_b / state.reserve_a / reference
+    if not (1 / MAX_RESTORED_DEVIATION <= ratio <= MAX_RESTORED_DEVIATION):
+        return (
+            f"pool {pair} price {state.reserve_b / state.reserve_a:.8g} is more than"
+            f" {MAX_RESTORED_DEVIATION:g}x from its reference {reference:.8g}"
+        )
+    return None
+
+
+def _most_in(r_in: float, fee_bps: float) -> float:
+    """The largest amount in within MAX_IMPACT_BPS: net_in / (r_in + net_in) = s  =>  net_in = r_in s / (1 - s)."""
+    share = MAX_IMPACT_BPS / 1e4
+    return r_in * share / (1 - share) / (1 - fee_bps / 1e4)
 
 
 class PoolBook:
@@ -208,11 +298,15 @@ class PoolBook:
 
     def restore(self, state: PoolState, touched: float | None = None) -> bool:
         """Set a pool's reserves (False if this book does not list the pair). With `touched`, the pool
-        drifts from that time on its next read: a restarted venue's pools move over its downtime."""
+        drifts from that time on its next read: a restarted venue's pools move over its downtime.
+        `SwapRefused`, the pool left as it is, for a state the bounds could not have produced (`refusal`)."""
         key = (state.token_a, state.token_b)
         pool = self._pools.get(key)
         if pool is None:
             return False
+        reason = refusal(state, pool.reference)
+        if reason is not None:
+            raise SwapRefused(reason)
         pool.reserve_a, pool.reserve_b = state.reserve_a, state.reserve_b
         if touched is not None:
             self._touched[key] = touched

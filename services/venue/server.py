@@ -26,7 +26,8 @@ is not replayed, so a router still reconciles what it submitted with `swaps:batc
 
 Errors are `{"error": reason, "kind": ...}`: 503 `unavailable` (not served, retry: an outage, or a journal
 write that failed, so nothing was accepted), 504 `outcome_unknown` (accepted but the reply is deliberately
-lost: reconcile by status), 400 `rejected`, 404 unknown venue, 410 `expired` (a submit received after its
+lost: reconcile by status), 400 `rejected` (a bad request, or a quote or submit beyond a pool's bounds,
+decision 0030: the reason names the limit), 404 unknown venue, 410 `expired` (a submit received after its
 `valid_until`: never executed), 409 `conflict` (the client order id is taken by another swap: other
 parameters, or the other venue), 401 `unauthorized` (no or wrong `Authorization: Bearer <VENUE_SECRET>`,
 on every route but `/health` when a secret is set), 413 `too_large` (a body over 1 MiB).
@@ -77,6 +78,7 @@ from .interface import (
     VenueUnavailable,
 )
 from .market import MarketFeed, MarketSink, run_market
+from .pool import SwapRefused
 from .simulator import SimulatedVenue
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,7 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     VenueUnavailable: (503, "unavailable"),
     SubmitOutcomeUnknown: (504, "outcome_unknown"),
     VenueRejected: (400, "rejected"),
+    SwapRefused: (400, "rejected"),  # a pool's bound (decision 0030); the simulator names its venue first
     wire.BadRequest: (400, "rejected"),
     UnknownVenue: (404, "unknown_venue"),
     BodyTooLarge: (413, "too_large"),

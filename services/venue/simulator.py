@@ -53,7 +53,7 @@ from .interface import (
 )
 from .journal import JournalError
 from .ledger import Ledger, Settlement, SwapRecord, tx_hash
-from .pool import REFERENCE_USD, Pool, PoolBook, PoolSpec, PoolState
+from .pool import REFERENCE_USD, Pool, PoolBook, PoolSpec, PoolState, SwapRefused
 from .registry import ClientOrderIds
 from .timers import DueQueue
 
@@ -152,7 +152,10 @@ class SimulatedVenue:
             self.quotes_in_progress -= 1
         if self._fault(self.failure_rate):
             raise VenueUnavailable(self.name, "simulated outage: quote not served")
-        fill = self.pools.pool(base, quote, self._clock.now()).preview(base, quote, side, amount_in)
+        try:
+            fill = self.pools.pool(base, quote, self._clock.now()).preview(base, quote, side, amount_in)
+        except SwapRefused as exc:  # beyond the pool's bounds (decision 0030): a rejection, never a 500
+            raise VenueRejected(self.name, str(exc)) from None
         return VenueQuote(
             venue=self.name,
             base=base,
@@ -279,7 +282,7 @@ class SimulatedVenue:
         return state
 
     def _announce(self, pool: Pool, cause: Cause, at: datetime) -> None:
-        if not self._market:
+        if not self._market or not pool.priceable:  # never publish a state nobody could price from
             return
         change = PoolChange(
             self.name,
@@ -366,6 +369,10 @@ class SimulatedVenue:
         if len(self._accepting) >= self.max_accepting:
             raise VenueUnavailable(self.name, f"{self.max_accepting} submits already wait for the journal")
         base, quote, side, amount_in, limit_price = swap
+        try:  # a swap beyond the bounds now is not accepted (peek: no random draw, seeded runs stay the same)
+            self.pools.peek(base, quote).preview(base, quote, side, amount_in)
+        except SwapRefused as exc:
+            raise VenueRejected(self.name, str(exc)) from None
         receipt = SubmitReceipt(
             venue=self.name,
             client_order_id=client_order_id,
@@ -415,7 +422,12 @@ class SimulatedVenue:
                 continue
             self.pools.add(listed, now - max(0.0, (wall - at).total_seconds()))
         for state, at in self.ledger.pool_states.values():
-            if not self.pools.restore(state, touched=now - max(0.0, (wall - at).total_seconds())):
+            try:
+                restored = self.pools.restore(state, touched=now - max(0.0, (wall - at).total_seconds()))
+            except SwapRefused as exc:  # a journal from before the bounds drained it: not a pair lost forever
+                log.warning("%s: journaled %s: not restored, the pool resumes as listed", self.name, exc)
+                continue
+            if not restored:
                 log.warning(
                     "%s: journaled pool %s/%s is not listed now", self.name, state.token_a, state.token_b
                 )
@@ -466,7 +478,10 @@ class SimulatedVenue:
             pool = shadows.get(key)
             if pool is None:
                 pool = shadows[key] = real.copy()
-            fill = pool.preview(r.base, r.quote, r.side, r.amount_in)
+            try:
+                fill = pool.preview(r.base, r.quote, r.side, r.amount_in)
+            except SwapRefused as exc:  # within bounds at its submit, not on the pool as it is now
+                return Settlement(record, "failed", at, reason=f"rejected: {exc}")
             price = fill.price * (1 - self.adverse_move if r.side == "sell" else 1 + self.adverse_move)
             if price < r.limit_price if r.side == "sell" else price > r.limit_price:
                 op = "<" if r.side == "sell" else ">"

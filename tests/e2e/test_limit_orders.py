@@ -192,9 +192,11 @@ async def test_limit_orders_fire_at_the_first_crossing_and_fill_within_their_lim
         await system.swap("meteora", "sell", 1_180.0, "down-m")
         await log.wait_for(lambda lg: status(lg, buy) in ENDED, 60, "the buy fills", system.procs)
         assert status(log, sell) == "open"
-        # Buyers push it ~40 % up from there: the sell limit is reached.
-        await system.swap("raydium", "buy", 655_000.0, "up-r")
-        await system.swap("meteora", "buy", 245_000.0, "up-m")
+        # Buyers push it ~40 % up from there, two swaps a venue (one swap may take at most 15 % of a pool's
+        # reserve, decision 0030): the sell limit is reached.
+        for half in ("1", "2"):
+            await system.swap("raydium", "buy", 327_500.0, f"up-r{half}")
+            await system.swap("meteora", "buy", 122_500.0, f"up-m{half}")
         await log.wait_for(lambda lg: status(lg, sell) in ENDED, 60, "the sell fills", system.procs)
         await log.settle(1.0)
         triggered_at = max(of(log, o, OrderTriggered)[0].data.market_at for o in (buy, sell))  # type: ignore[attr-defined]

@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from services.venue.client import HttpVenue
-from services.venue.interface import SubmitConflict, SwapStatus
+from services.venue.interface import SubmitConflict, SwapStatus, VenueRejected
 from tests.e2e.harness import Proc, free_port, stop_all, wait_http
 
 pytestmark = pytest.mark.e2e
@@ -108,6 +109,68 @@ async def test_a_settlement_is_applied_once_across_sigkills(tmp_path: Path) -> N
         for proc in procs:
             log = proc.log.read_text(errors="replace")
             assert secret not in log, f"{proc.log} contains the venue secret"
+    finally:
+        stop_all(procs)
+
+
+async def test_a_huge_buy_is_refused_and_a_journal_that_drained_a_pool_does_not_break_the_pair(
+    tmp_path: Path,
+) -> None:
+    """The new-user review's case: 1e20, 1e60 and 1e150 USDT buys of ETH drained the pool, every tick logged
+    a math domain error, ETH/USDT answered 500 for good, and a restart replayed into the same state."""
+    port, secret = free_port(), secrets.token_urlsafe(32)
+    url = f"http://127.0.0.1:{port}"
+    journal = tmp_path / "venue" / "ledger-raydium.jsonl"
+    env = {
+        "VENUE_PORT": str(port),
+        "VENUE_SEED": "5",
+        "VENUE_SECRET": secret,
+        "VENUE_LEDGER_PATH": str(tmp_path / "venue" / "ledger.jsonl"),
+        "VENUE_EXEC_LATENCY_MS": "50",
+        "VENUE_TICK_MS": "50",  # the walk steps every pool often: a broken one would fail it at once
+    }
+    procs: list[Proc] = []
+
+    async def start() -> Proc:
+        proc = venue_process(tmp_path, **env).start()
+        procs.append(proc)
+        await wait_http(f"{url}/health", proc)
+        return proc
+
+    async def different_token_pair(raydium: HttpVenue, proc: Proc) -> None:
+        """The Postman collection's order: sell 0.5 ETH for USDT, 200 bps of slippage."""
+        quote = await raydium.quote("ETH", "USDT", "sell", 0.5)
+        assert quote.price == pytest.approx(3000, rel=0.02)
+        order = f"order-{uuid.uuid4()}"
+        await raydium.submit(order, "ETH", "USDT", "sell", 0.5, quote.price * 0.98)
+        confirmed = await wait_state(raydium, order, "confirmed", proc)
+        assert confirmed.executed_price == pytest.approx(quote.price, rel=0.02)
+
+    try:
+        first = await start()
+        async with HttpVenue("raydium", url, secret=secret) as raydium:
+            for amount in (1e20, 1e60, 1e150):
+                with pytest.raises(VenueRejected, match="over the 15 % limit"):
+                    await raydium.quote("ETH", "USDT", "buy", amount)
+                with pytest.raises(VenueRejected, match="over the 15 % limit"):
+                    await raydium.submit(f"order-{uuid.uuid4()}", "ETH", "USDT", "buy", amount, 1e300)
+            await different_token_pair(raydium, first)
+        first.kill(signal.SIGKILL)
+
+        # Make the journal what the venue wrote before the bounds: its last ETH/USDT swap left no ETH.
+        lines = [orjson.loads(line) for line in journal.read_bytes().splitlines()]
+        settle = next(line for line in lines if line["op"] == "settle" and line.get("pool"))
+        settle["pool"] |= {"reserve_a": 0.0, "reserve_b": 1e150}
+        journal.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+
+        second = await start()
+        async with HttpVenue("raydium", url, secret=secret) as raydium:
+            await different_token_pair(raydium, second)
+            await different_token_pair(raydium, second)  # again, from where the first one left the pool
+        second.stop()
+        log = second.log.read_text(errors="replace")
+        assert "ETH/USDT state (0.0, 1e+150) cannot be priced: not restored" in log
+        assert "math domain error" not in log and "Traceback" not in log, second.tail()
     finally:
         stop_all(procs)
 

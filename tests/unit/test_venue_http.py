@@ -426,3 +426,28 @@ async def test_batches_beyond_the_count_limit_are_refused() -> None:
         async with http.post(f"{url}/venues/raydium/swaps:batch-status", json=ids) as reply:
             assert reply.status == 400 and "at most 10000" in (await reply.json())["error"]
         assert len(sims["raydium"].ledger) == 0
+
+
+async def test_a_swap_beyond_the_pool_bounds_is_a_400_naming_the_limit_and_the_pair_still_trades() -> None:
+    huge = {"base": "ETH", "quote": "USDT", "side": "buy", "amount_in": 1e150}
+    async with (
+        simulated() as sims,
+        serving(create_app(sims)) as url,
+        HttpVenue("raydium", url) as raydium,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(f"{url}/venues/raydium/quote", json=huge) as reply:
+            assert reply.status == 400
+            body = await reply.json()
+            assert body["kind"] == "rejected" and "over the 15 % limit" in body["error"]
+        submit = huge | {"client_order_id": cid(), "limit_price": 1e300}
+        async with http.post(f"{url}/venues/meteora/submit:batch", json={"requests": [submit]}) as reply:
+            [item] = (await reply.json())["results"]
+            assert reply.status == 200 and item["status"] == 400 and "15 % limit" in item["error"]
+        with pytest.raises(VenueRejected, match="over the 15 % limit"):
+            await raydium.submit(cid(), "ETH", "USDT", "buy", 1e20, 1e300)
+        assert len(sims["raydium"].ledger) == len(sims["meteora"].ledger) == 0
+        quote = await raydium.quote("ETH", "USDT", "sell", 0.5)  # then the Postman "Different Token Pair"
+        order = cid()
+        await raydium.submit(order, "ETH", "USDT", "sell", 0.5, quote.price * 0.98)
+        assert (await sims["raydium"].wait_settled(order)).state == "confirmed"

@@ -14,6 +14,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from services.router.routing import choose_route, min_acceptable_price
@@ -27,7 +28,7 @@ from services.venue.interface import (
 )
 from services.venue.ledger import Ledger
 from services.venue.pool import METEORA, RAYDIUM
-from services.venue.simulator import SimulatedVenue
+from services.venue.simulator import PoolChange, SimulatedVenue
 
 TOKENS = ("SOL", "USDC", "ETH", "USDT")
 MakeVenue = Callable[..., SimulatedVenue]
@@ -376,3 +377,87 @@ async def test_a_closed_venue_refuses_submits(make_venue: MakeVenue) -> None:
     await venue.aclose()
     with pytest.raises(VenueUnavailable):
         await venue.submit(cid(), "SOL", "USDC", "sell", 1.0, 100.0)
+
+
+@pytest.mark.parametrize("amount", [1e20, 1e60, 1e150])
+async def test_a_huge_buy_is_rejected_with_the_limit_and_moves_nothing(
+    make_venue: MakeVenue, amount: float
+) -> None:
+    venue = make_venue(execution_latency_s=0.0)
+    published: list[PoolChange] = []
+    venue.on_market(published.append)
+    pool = venue.pools.peek("ETH", "USDT")
+    before = (pool.reserve_a, pool.reserve_b)
+    with pytest.raises(VenueRejected, match=r"price impact .* is over the 15 % limit") as quoted:
+        await venue.quote("ETH", "USDT", "buy", amount)
+    assert "at most" in str(quoted.value) and "USDT now" in str(quoted.value)
+    with pytest.raises(VenueRejected, match="over the 15 % limit"):
+        await venue.submit(cid(), "ETH", "USDT", "buy", amount, 1e300)
+    assert len(venue.ledger) == 0 and venue.pending_count == 0  # nothing accepted, nothing scheduled
+    assert (pool.reserve_a, pool.reserve_b) == before
+    venue.step_walk()  # the ticker after a rejection publishes pools nobody broke
+    assert published and all(c.pool.reserve_a > 0 and c.pool.reserve_b > 0 for c in published)
+    sold = cid()  # the Postman collection's "Different Token Pair" order, right after
+    quote = await venue.quote("ETH", "USDT", "sell", 0.5)
+    await venue.submit(sold, "ETH", "USDT", "sell", 0.5, min_acceptable_price(quote.price, "sell", 200))
+    confirmed = await venue.wait_settled(sold)
+    assert confirmed.state == "confirmed" and confirmed.executed_price == pytest.approx(3000, rel=0.01)
+
+
+async def test_a_swap_within_the_limit_at_submit_but_beyond_it_at_settlement_fails_unapplied(
+    make_venue: MakeVenue,
+) -> None:
+    clock = ManualClock()
+    venue = make_venue(clock=clock, execution_latency_s=1.0)
+    pool = venue.pools.peek("SOL", "USDC")
+    fee = 1 - pool.fee_bps / 1e4
+    buy = pool.reserve_b * 0.14 / 0.86 / fee  # USDC taking 14 % of the SOL
+    sell = pool.reserve_a * 0.149 / 0.851 / fee  # SOL taking 14.9 % of the USDC: over 15 % after the buy
+    usdc = pool.reserve_b
+    first, second = cid(), cid()
+    await venue.submit(first, "SOL", "USDC", "buy", buy, 1e9)
+    await venue.submit(second, "SOL", "USDC", "sell", sell, 1e-9)  # both due together: one batch
+    clock.advance(1.0)
+    bought, refused = await venue.wait_settled(first), await venue.wait_settled(second)
+    assert bought.state == "confirmed"
+    assert refused.state == "failed" and refused.amount_out is None
+    assert refused.reason is not None and refused.reason.startswith("rejected: price impact")
+    assert "over the 15 % limit" in refused.reason
+    assert pool.reserve_b == pytest.approx(usdc + buy, rel=0.01)  # moved by the buy alone (and drift)
+    assert pool.mid("SOL", "USDC") > 150 * 1.3
+
+
+async def test_a_journal_that_drained_a_pool_before_the_bounds_does_not_break_the_pair(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = tmp_path / "ledger-raydium.jsonl"
+    clock = ManualClock()
+    first = SimulatedVenue("raydium", RAYDIUM, TOKENS, seed=1, clock=clock, ledger=Ledger(journal))
+    drained = cid()
+    await first.submit(drained, "ETH", "USDT", "buy", 1000.0, 1e9)
+    clock.advance(3.0)
+    assert (await first.wait_settled(drained)).state == "confirmed"
+    await first.aclose()
+    # What the venue journaled before the bounds after 1e150 USDT bought ETH: no ETH left.
+    lines = [orjson.loads(line) for line in journal.read_bytes().splitlines()]
+    settle = next(line for line in lines if line["op"] == "settle")
+    settle["pool"] |= {"reserve_a": 0.0, "reserve_b": 1e150}
+    journal.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+
+    second = SimulatedVenue(
+        "raydium", RAYDIUM, TOKENS, seed=1, clock=clock, execution_latency_s=0.0, ledger=Ledger(journal)
+    )
+    try:
+        assert "ETH/USDT state (0.0, 1e+150) cannot be priced: not restored" in caplog.text
+        assert (await second.status(drained)).state == "confirmed"  # history stands; the pool does not
+        published: list[PoolChange] = []
+        second.on_market(published.append)
+        clock.advance(1.0)
+        assert second.step_walk() == 6 and len(published) == 6  # every pair walks: no math domain error
+        quote = await second.quote("ETH", "USDT", "sell", 0.5)
+        assert quote.price == pytest.approx(3000, rel=0.01)
+        sold = cid()
+        await second.submit(sold, "ETH", "USDT", "sell", 0.5, min_acceptable_price(quote.price, "sell", 200))
+        assert (await second.wait_settled(sold)).state == "confirmed"
+    finally:
+        await second.aclose()
