@@ -222,14 +222,19 @@ def quoted(
     now: datetime,
     backoff: Sequence[float] | None = None,
     deadline_s: float = 60.0,
+    *,
+    refused: bool = False,
 ) -> Step:
     """Quotes are in (some venues may have failed). With at least one: `building` then `submitted`, the
     swap valid until `deadline_s` after now. With none: wait and retry (3 attempts, exponential backoff),
-    then `failed` with every venue's reason."""
+    then `failed` with every venue's reason; at once when every venue `refused` it (a rejection, such as a
+    size over the pool's bound: asking again cannot help)."""
     side = tracked.request.side
     try:
         decision = choose_route(quotes, side)
     except NoRoute:
+        if refused and errors:
+            return fail(tracked, "every venue refused it: " + "; ".join(errors), "routing", now)
         delays = list(backoff_delays(MAX_ATTEMPTS) if backoff is None else backoff)
         if tracked.attempts <= len(delays) and tracked.attempts < MAX_ATTEMPTS:
             retry_at = now.timestamp() + delays[tracked.attempts - 1]

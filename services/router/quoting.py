@@ -13,7 +13,7 @@ from services.router import flow
 from services.router.containment import contain
 from services.router.flow import Tracked
 from services.router.options import RouterOptions
-from services.venue.interface import Venue, VenueError, VenueQuote
+from services.venue.interface import Venue, VenueError, VenueQuote, VenueRejected
 
 
 class Quoter:
@@ -30,15 +30,19 @@ class Quoter:
         at = datetime.now(UTC)
         opts = self.options
         steps = []
-        for t, (quotes, errors) in zip(orders, answers, strict=True):
-            quoted = partial(flow.quoted, t, quotes, errors, at, opts.backoff, opts.landing_deadline_s)
+        for t, (quotes, errors, refused) in zip(orders, answers, strict=True):
+            quoted = partial(
+                flow.quoted, t, quotes, errors, at, opts.backoff, opts.landing_deadline_s, refused=refused
+            )
             step = contain(t, at, quoted, "routing")  # a quote that breaks the step fails this order only
             if step is not None:
                 steps.append(step)
         return steps
 
-    async def quotes(self, tracked: Tracked) -> tuple[list[VenueQuote], list[str]]:
-        """Every venue's quote, or only those of the venues a trigger named (`tracked.venues`)."""
+    async def quotes(self, tracked: Tracked) -> tuple[list[VenueQuote], list[str], bool]:
+        """Every venue's quote, or only those of the venues a trigger named (`tracked.venues`); for the
+        venues without one, why; and whether every venue asked refused the request outright (a rejection,
+        not an outage or a timeout)."""
         req = tracked.request
         timeout = self.options.quote_timeout_s
         names = [n for n in self.venues if tracked.venues is None or n in tracked.venues]
@@ -54,6 +58,7 @@ class Quoter:
         )
         quotes: list[VenueQuote] = []
         errors: list[str] = []
+        refusals = 0
         for name, result in zip(names, results, strict=True):
             if isinstance(result, VenueQuote):
                 problem = unusable(result)
@@ -65,9 +70,10 @@ class Quoter:
                 errors.append(f"{name}: no quote within {timeout:g} s")
             elif isinstance(result, VenueError):
                 errors.append(f"{name}: {result.reason}")
+                refusals += isinstance(result, VenueRejected)
             elif isinstance(result, BaseException):
                 errors.append(f"{name}: {type(result).__name__}: {result}")
-        return quotes, errors
+        return quotes, errors, bool(names) and refusals == len(names)
 
 
 def unusable(quote: VenueQuote) -> str:

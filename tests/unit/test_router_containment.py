@@ -97,6 +97,24 @@ async def test_an_order_beyond_the_bounds_on_the_log_fails_and_the_next_confirms
     assert not any(v.inner.ledger_count(huge.order_id) for v in twisted.values()), "no venue was asked"
 
 
+async def test_an_order_too_big_for_every_pool_fails_at_once_with_the_venues_reasons(
+    twisted: dict[str, TwistedVenue],
+) -> None:
+    # Within the request bounds, over every pool's price-impact bound: both venues refuse it at the quote,
+    # so asking again cannot help; the order fails on its first attempt instead of after two back-offs.
+    broker = FakeBroker()
+    whale, fine = order_request("sell", amount=1e9), order_request()
+    options = dataclasses.replace(FAST, backoff=(60.0, 60.0))  # a retry would not end within the test
+    async with running(broker, twisted, options) as core:
+        await core.handle([record(whale, 0, 0), record(fine, 0, 1)])
+        await until(lambda: ended(broker, whale, fine), 10, "both orders end")
+    status, reason = last(broker, whale)
+    assert status == "failed" and reason.startswith("every venue refused it: "), reason
+    assert "raydium: " in reason and "meteora: " in reason and "limit" in reason, reason
+    assert broker.events(TOPICS.events)[whale.order_id][-1].data.attempts == 1  # type: ignore[union-attr]
+    assert last(broker, fine) == ("confirmed", "")
+
+
 async def test_a_quote_that_breaks_the_step_fails_that_order_only(twisted: dict[str, TwistedVenue]) -> None:
     broker = FakeBroker()
     for venue in twisted.values():  # finite, but a buy's slippage bound overflows: OrderSubmitted is invalid

@@ -45,6 +45,19 @@ def test_no_quotes_backs_off_twice_then_fails_with_every_reason() -> None:
     assert last.tracked.phase == "done"
 
 
+def test_an_order_every_venue_refuses_fails_at_once_with_their_reasons() -> None:
+    tracked = flow.accept(order_request(amount=1e9), T0).tracked
+    errors = [
+        "raydium: price impact 100 % is over the 15 % limit",
+        "meteora: price impact 99 % is over the 15 % limit",
+    ]
+    step = flow.quoted(tracked, [], errors, T0, backoff=[1.0, 2.0], refused=True)
+    assert [e.type for e in step.events] == ["OrderFailed"] and step.tracked.phase == "done"
+    failed = step.events[0].data
+    assert failed.stage == "routing" and failed.attempts == 1
+    assert failed.reason == "every venue refused it: " + "; ".join(errors)
+
+
 def test_a_retry_that_finds_a_quote_records_the_attempts() -> None:
     tracked = flow.accept(order_request(), T0).tracked
     waiting = flow.quoted(tracked, [], ["raydium: down"], T0, backoff=[1.0, 2.0]).tracked
