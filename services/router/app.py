@@ -40,9 +40,19 @@ def group_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}oee-router"
 
 
-def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500) -> faust.App:
+def build_app(
+    settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500, instance_id: str | None = None
+) -> faust.App:
+    """`instance_id`: static membership in the router's group (`ROUTER_INSTANCE_ID`, decision 0029); None:
+    dynamic."""
     topics = Topics.with_prefix(settings.topic_prefix)
-    app = faust_app(settings, group_id(settings), datadir, stream_buffer_maxsize=max(4 * batch_max, 4096))
+    app = faust_app(
+        settings,
+        group_id(settings),
+        datadir,
+        stream_buffer_maxsize=max(4 * batch_max, 4096),
+        consumer_group_instance_id=instance_id,
+    )
     intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
     _leave_offsets_to_transactions(app)
     core.rewind = _rewinder(app, topics.requests)
@@ -149,7 +159,7 @@ def run(settings: Settings) -> None:
     _serve_metrics(settings, core)
     datadir = settings.stack.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, core, str(datadir), options.batch_max)
+    app = build_app(settings, core, str(datadir), options.batch_max, options.instance_id)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.spinner = None  # its cursor escapes end up in log files
     worker.execute_from_commandline()
