@@ -33,6 +33,7 @@ from projections.db import Reconnecting
 from projections.fold import LogRecord
 from projections.settings import ProjectorOptions
 from projections.store import ProjectionStore
+from services import static_coordinator
 from services.config import Settings
 from services.metrics import projector as projector_metrics
 from services.static_membership import InstanceFenced, is_fenced
@@ -96,6 +97,8 @@ class Projector:
         applied = await self.db.run(lambda conn: migrations.apply(conn, self.options.schema))
         if applied:
             log.info("schema %s: applied %s", self.options.schema, ", ".join(applied))
+        if self.options.instance_id is not None:
+            static_coordinator.install()  # leave the group on stop, be fenced on a heartbeat (decision 0029)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers,
             group_id=group_id(self.settings),

@@ -24,6 +24,7 @@ import faust
 from faust.types import TP
 
 from events.topics import Topics
+from services import static_coordinator
 from services.config import Settings
 from services.faustapp import faust_app
 from services.router.admission import Admissions, PgAdmissions
@@ -31,6 +32,7 @@ from services.router.batching import Batcher
 from services.router.core import RouterCore
 from services.router.options import RouterOptions
 from services.router.worker import Record
+from services.static_membership import InstanceFenced
 from services.venue.interface import Venue
 
 log = logging.getLogger("oee.router")
@@ -53,6 +55,8 @@ def build_app(
         stream_buffer_maxsize=max(4 * batch_max, 4096),
         consumer_group_instance_id=instance_id,
     )
+    if instance_id is not None:
+        static_coordinator.install()  # leave the group on stop, be fenced on a heartbeat (decision 0029)
     intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
     _leave_offsets_to_transactions(app)
     core.rewind = _rewinder(app, topics.requests)
@@ -79,13 +83,38 @@ def build_app(
     async def start_core() -> None:
         await core.start()
         core.spawn(batcher.run(), "router-batches")
-        exc = await core.crashed
-        log.critical("router exiting: %r", exc)
+        fenced = _when_fenced(instance_id)
+        done, _ = await asyncio.wait({core.crashed, fenced}, return_when=asyncio.FIRST_COMPLETED)
+        exc = done.pop().result()
+        if isinstance(exc, InstanceFenced):
+            log.critical("%s", exc)  # one line; its own words say what to do
+        else:
+            log.critical("router exiting: %r", exc)
         os.kill(os.getpid(), signal.SIGTERM)
         # If a graceful stop hangs on the failed producer, leave anyway: nothing uncommitted matters.
         asyncio.get_running_loop().call_later(15.0, os._exit, 70)
 
     return app
+
+
+def _when_fenced(instance_id: str | None) -> asyncio.Future[BaseException]:
+    """Resolves with `InstanceFenced` when another process takes this router's instance id. Faust's fetcher
+    never raises the consumer's errors, so without this a fenced router would sit idle, neither routing nor
+    stopping. The callback runs in Faust's consumer thread, hence the thread-safe hand-over."""
+    loop = asyncio.get_running_loop()
+    fenced: asyncio.Future[BaseException] = loop.create_future()
+
+    def settle(exc: BaseException) -> None:
+        if not fenced.done():
+            fenced.set_result(exc)
+
+    if instance_id is not None:
+        static_coordinator.on_fenced(
+            lambda group, instance: loop.call_soon_threadsafe(
+                settle, InstanceFenced("router", group, instance, "ROUTER_INSTANCE_ID")
+            )
+        )
+    return fenced
 
 
 def _leave_offsets_to_transactions(app: faust.App) -> None:
