@@ -1,10 +1,12 @@
-"""Static group membership (decision 0029) with `oee projector` subprocesses on the real broker: a SIGKILLed
-projector restarted with the same instance id takes its partitions back at once, without a rebalance and
-without waiting out the dead member's 10 s session; a second live process with the same id fences the
-older one, which stops with one line instead of taking the id back."""
+"""Static group membership (decision 0029) with `oee projector` and `oee router` subprocesses on the real
+broker: a SIGKILLed projector restarted with the same instance id takes its partitions back at once, without
+a rebalance and without waiting out the dead member's 10 s session; one stopped gracefully leaves the group,
+so the other members get its partitions at once; a second live process with the same id fences the older
+one, which stops with one line instead of taking the id back."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 import uuid
@@ -14,14 +16,19 @@ import asyncpg
 import pytest
 
 from events.topics import Topics
+from projections.projector import group_id
 from services.config import Settings
-from tests.e2e.harness import Proc, service
+from tests.e2e.harness import Proc, service, wait_log
 from tests.e2e.test_projector import _orders
 from tests.projection_fixtures import log_end, positions, produce, settings_for, wait_caught_up, wait_until
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
-SESSION_TIMEOUT_S = 10.0  # the projector's consumer session and heartbeat (projections/projector.py)
+SESSION_TIMEOUT_S = (
+    10.0  # the consumer session and heartbeat of the projector and the router (services/faustapp.py)
+)
+ASSIGNED = "partition assigned"
 HEARTBEAT_S = 1.0
 
 
@@ -69,13 +76,17 @@ async def test_a_sigkilled_projector_restarted_with_its_id_takes_its_partitions_
         # what is left is the restart itself (interpreter, migrations check, broker connection).
         deadline = SESSION_TIMEOUT_S - HEARTBEAT_S
         assert elapsed < deadline, f"{elapsed:.1f} s: waited out the dead member's session?\n{second.tail()}"
+        # A graceful stop, unlike the SIGKILL, leaves the group (LeaveGroup by member and instance id).
+        second.stop()
+        assert second.popen is not None and second.popen.returncode == 0, second.tail()
+        assert f"left group {group_id(settings)} as static member '{member}'" in second.tail(), second.tail()
     finally:
         first.stop()
         if "second" in locals():
             second.stop()
 
 
-async def test_a_second_live_process_with_the_same_id_fences_one_which_stops_with_one_line(
+async def test_a_second_live_process_with_the_same_id_fences_the_older_which_stops_with_one_line(
     infra: Settings, topics: Topics, schema: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     settings = settings_for(infra, topics)
@@ -88,14 +99,12 @@ async def test_a_second_live_process_with_the_same_id_fences_one_which_stops_wit
             db, schema, topics.events, await log_end(infra.bootstrap_servers, topics.events), 120, older.tail
         )
         newer = projector(settings, schema, tmp_path, member)
-        procs = (older, newer)
-
-        async def one_stopped() -> bool:
-            return any(not p.alive() for p in procs)
-
-        await wait_until(one_stopped, 60, "one of the two to be fenced", lambda: older.tail() + newer.tail())
-        fenced = next(p for p in procs if not p.alive())
-        survivor = newer if fenced is older else older
+        # The broker swaps the newer in for the older, and answers the older's next heartbeat (v3, with the
+        # instance id) FENCED_INSTANCE_ID: always the older, within a heartbeat or two.
+        await wait_until(
+            lambda: _stopped(older), 60, "the older to be fenced", lambda: older.tail() + newer.tail()
+        )
+        fenced, survivor = older, newer
         assert fenced.popen is not None and fenced.popen.returncode == 1, fenced.tail()
         lines = [line for line in fenced.tail(200).splitlines() if "fenced: another process" in line]
         assert len(lines) == 1, fenced.tail()
@@ -111,7 +120,90 @@ async def test_a_second_live_process_with_the_same_id_fences_one_which_stops_wit
             survivor.tail,
         )
         assert survivor.alive(), survivor.tail()
-        print(f"\nfenced: the {'older' if fenced is older else 'newer'} process")
+    finally:
+        older.stop()
+        if newer is not None:
+            newer.stop()
+
+
+async def _stopped(proc: Proc) -> bool:
+    return not proc.alive()
+
+
+def router(settings: Settings, tmp: Path, instance_id: str) -> Proc:
+    env = {"ROUTER_INSTANCE_ID": instance_id, "ROUTER_METRICS_PORT": "0"}  # venues in the router itself
+    return service("router", settings, tmp, env).start()
+
+
+def partitions_assigned(log: str) -> set[int]:
+    """The partitions a router's log (or a part of it) says were assigned to it."""
+    return {int(m) for m in re.findall(ASSIGNED + r" partition=(\d+)", log)}
+
+
+def log_of(proc: Proc) -> str:
+    return proc.log.read_text(errors="replace") if proc.log.exists() else ""
+
+
+async def test_a_router_stopped_gracefully_hands_its_partitions_over_at_once(
+    infra: Settings, topics: Topics, tmp_path: Path
+) -> None:
+    """Through Faust's stop path: SIGTERM, its consumer thread stops the aiokafka consumer, which leaves."""
+    settings = settings_for(infra, topics)
+    suffix = uuid.uuid4().hex[:8]
+    first = router(settings, tmp_path, f"router.{suffix}")
+    second: Proc | None = None
+    try:
+        await wait_log(first, ASSIGNED, count=3)
+        second = router(settings, tmp_path, f"router-2.{suffix}")
+        await wait_log(second, ASSIGNED, count=1)
+        mark = len(log_of(second))
+        owned = partitions_assigned(log_of(second))
+        stopped_at = time.monotonic()
+        first.stop()
+        left = [line for line in log_of(first).splitlines() if "left group" in line]
+        assert len(left) == 1 and f"router.{suffix}" in left[0], first.tail()
+
+        await until(
+            lambda: owned | partitions_assigned(log_of(second)[mark:]) == {0, 1, 2},
+            60,
+            "the second router to own every partition",
+        )
+        elapsed = time.monotonic() - stopped_at
+        print(
+            f"\nSIGTERM to the other router owning every partition: {elapsed:.2f} s (session {SESSION_TIMEOUT_S:.0f} s)"
+        )
+        assert elapsed < SESSION_TIMEOUT_S - HEARTBEAT_S, (
+            f"{elapsed:.1f} s: waited out the session?\n{second.tail()}"
+        )
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+async def test_a_second_live_router_with_the_same_id_fences_the_older_which_stops_with_one_line(
+    infra: Settings, topics: Topics, tmp_path: Path
+) -> None:
+    settings = settings_for(infra, topics)
+    member = f"router.{uuid.uuid4().hex[:8]}"
+    older = router(settings, tmp_path, member)
+    newer: Proc | None = None
+    try:
+        await wait_log(older, ASSIGNED, count=3)
+        newer = router(settings, tmp_path, member)
+        await until(lambda: not older.alive(), 60, "the older router to be fenced and stop")
+        lines = [line for line in log_of(older).splitlines() if "fenced: another process" in line]
+        assert len(lines) == 1, older.tail()
+        assert f"instance id '{member}'" in lines[0] and "ROUTER_INSTANCE_ID" in lines[0], lines[0]
+        print(
+            f"\nthe fenced router exited with code {older.popen.returncode if older.popen else None}: {lines[0]}"
+        )
+        await until(
+            lambda: partitions_assigned(log_of(newer)) == {0, 1, 2},
+            60,
+            "the newer router to own every partition",
+        )
+        assert newer.alive(), newer.tail()
     finally:
         older.stop()
         if newer is not None:
