@@ -79,18 +79,26 @@ async def test_a_static_member_stopped_gracefully_hands_its_partitions_over_at_o
     tasks = [polling(first, errors), polling(second, errors)]
     try:
         await until(
-            lambda: first.assignment() and second.assignment() and len(first.assignment() | second.assignment()) == 3,
+            lambda: (
+                first.assignment()
+                and second.assignment()
+                and len(first.assignment() | second.assignment()) == 3
+            ),
             60,
             "both members to own partitions",
         )
         stopped_at = time.monotonic()
         tasks[0].cancel()
         await first.stop()
-        await until(lambda: second.assignment() == all_partitions(topics.events), 60, "the other member to own all")
+        await until(
+            lambda: second.assignment() == all_partitions(topics.events), 60, "the other member to own all"
+        )
         elapsed = time.monotonic() - stopped_at
         print(f"\ngraceful stop of a static member to the other owning every partition: {elapsed:.2f} s")
         # Without the LeaveGroup the first member stays in the group until its 30 s session ends.
-        assert elapsed < SESSION_MS / 1000 / 3, f"{elapsed:.1f} s: waited for the session instead of a LeaveGroup"
+        assert elapsed < SESSION_MS / 1000 / 3, (
+            f"{elapsed:.1f} s: waited for the session instead of a LeaveGroup"
+        )
         assert not errors, errors
     finally:
         for task in tasks:
@@ -108,7 +116,9 @@ async def test_a_second_live_member_with_the_same_id_fences_the_first_which_repo
     newer_errors: list[BaseException] = []
     await older.start()
     older_task = polling(older, older_errors)
-    await until(lambda: older.assignment() == all_partitions(topics.events), 60, "the older member to own all")
+    await until(
+        lambda: older.assignment() == all_partitions(topics.events), 60, "the older member to own all"
+    )
     await newer.start()
     newer_task = polling(newer, newer_errors)
     try:
