@@ -33,8 +33,10 @@ from projections.db import Reconnecting
 from projections.fold import LogRecord
 from projections.settings import ProjectorOptions
 from projections.store import ProjectionStore
+from services import static_coordinator
 from services.config import Settings
 from services.metrics import projector as projector_metrics
+from services.static_membership import InstanceFenced, is_fenced
 
 log = logging.getLogger("oee.projector")
 
@@ -95,9 +97,14 @@ class Projector:
         applied = await self.db.run(lambda conn: migrations.apply(conn, self.options.schema))
         if applied:
             log.info("schema %s: applied %s", self.options.schema, ", ".join(applied))
+        if self.options.instance_id is not None:
+            static_coordinator.install()  # leave the group on stop, be fenced on a heartbeat (decision 0029)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers,
             group_id=group_id(self.settings),
+            # Static membership (`PROJECTOR_INSTANCE_ID`, set by `up`): a restarted projector takes its
+            # partitions back at once instead of after the dead member's session (decision 0029).
+            group_instance_id=self.options.instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -118,9 +125,7 @@ class Projector:
         try:
             while not stop.is_set():
                 before = await self._positions()
-                batch = await consumer.getmany(
-                    timeout_ms=int(self.options.poll_s * 1000), max_records=self.options.batch_max
-                )
+                batch = await self._fetch(consumer)
                 if self._fatal is not None:
                     raise RuntimeError("a rebalance callback failed") from self._fatal
                 async with self._lock:  # the rebalance callbacks use the same connection
@@ -135,6 +140,19 @@ class Projector:
             await consumer.stop()
             await self.db.close()
             log.info("stopped after %d batches (%d events applied)", self.stats.batches, self.stats.applied)
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list]:  # type: ignore[type-arg]
+        try:
+            return await consumer.getmany(
+                timeout_ms=int(self.options.poll_s * 1000), max_records=self.options.batch_max
+            )
+        except KafkaError as exc:
+            if self.options.instance_id is not None and is_fenced(exc):
+                # Polling on would rejoin with the same id and fence the other process in turn.
+                raise InstanceFenced(
+                    "projector", group_id(self.settings), self.options.instance_id, "PROJECTOR_INSTANCE_ID"
+                ) from exc
+            raise
 
     async def _positions(self) -> dict[int, int]:
         """The consumer's position of every partition this process owns (skipping any just revoked)."""

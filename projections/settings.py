@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.envvars import ConfigError, integer, millis, parsed, read, table, variables
+from services.static_membership import instance_id
 
 PROJECTION_NAME = "orders"
 """The projection's name in `projector_positions.projection` (several projections can share that table)."""
@@ -63,6 +64,12 @@ class ProjectorOptions:
         10,
         600_000,
     )
+    instance_id: str | None = parsed(
+        "PROJECTOR_INSTANCE_ID", None, "",
+        "static membership id in the projector's consumer group (a restart takes its partitions back at once);"
+        " unset: dynamic membership. `up` gives each instance its own",
+        instance_id("PROJECTOR_INSTANCE_ID"),
+    )  # fmt: skip
     failpoint: tuple[str, int] | None = parsed(
         "PROJECTOR_FAILPOINT", None, "", "tests only: 'before_commit:N' or 'after_commit:N' SIGKILLs at batch N",
         _failpoint,

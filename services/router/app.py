@@ -24,6 +24,7 @@ import faust
 from faust.types import TP
 
 from events.topics import Topics
+from services import static_coordinator
 from services.config import Settings
 from services.faustapp import faust_app, run_worker
 from services.router.admission import Admissions, PgAdmissions
@@ -32,6 +33,7 @@ from services.router.core import RouterCore
 from services.router.options import RouterOptions
 from services.router.supervision import EX_SOFTWARE
 from services.router.worker import Record
+from services.static_membership import InstanceFenced
 from services.venue.interface import Venue
 
 log = logging.getLogger("oee.router")
@@ -41,9 +43,21 @@ def group_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}oee-router"
 
 
-def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500) -> faust.App:
+def build_app(
+    settings: Settings, core: RouterCore, datadir: str, batch_max: int = 500, instance_id: str | None = None
+) -> faust.App:
+    """`instance_id`: static membership in the router's group (`ROUTER_INSTANCE_ID`, decision 0029); None:
+    dynamic."""
     topics = Topics.with_prefix(settings.topic_prefix)
-    app = faust_app(settings, group_id(settings), datadir, stream_buffer_maxsize=max(4 * batch_max, 4096))
+    app = faust_app(
+        settings,
+        group_id(settings),
+        datadir,
+        stream_buffer_maxsize=max(4 * batch_max, 4096),
+        consumer_group_instance_id=instance_id,
+    )
+    if instance_id is not None:
+        static_coordinator.install()  # leave the group on stop, be fenced on a heartbeat (decision 0029)
     intake = app.topic(topics.requests, value_type=bytes, key_type=bytes, allow_empty=True)
     _leave_offsets_to_transactions(app)
     core.rewind = _rewinder(app, topics.requests)
@@ -74,13 +88,38 @@ def build_app(settings: Settings, core: RouterCore, datadir: str, batch_max: int
     async def start_core() -> None:
         await core.start()
         core.spawn(batcher.run(), "router-batches")
-        await core.crashed  # logged with its traceback where it happened (`Supervisor.crash`)
-        log.critical("router exiting with status %d after a graceful stop", EX_SOFTWARE)
+        fenced = _when_fenced(instance_id)
+        done, _ = await asyncio.wait({core.crashed, fenced}, return_when=asyncio.FIRST_COMPLETED)
+        exc = done.pop().result()
+        if isinstance(exc, InstanceFenced):
+            log.critical("%s", exc)  # one line; its own words say what to do
+        else:  # logged with its traceback where it happened (`Supervisor.crash`)
+            log.critical("router exiting with status %d after a graceful stop", EX_SOFTWARE)
         os.kill(os.getpid(), signal.SIGTERM)
         # If a graceful stop hangs on the failed producer, leave anyway: nothing uncommitted matters.
         asyncio.get_running_loop().call_later(15.0, os._exit, EX_SOFTWARE)
 
     return app
+
+
+def _when_fenced(instance_id: str | None) -> asyncio.Future[BaseException]:
+    """Resolves with `InstanceFenced` when another process takes this router's instance id. Faust's fetcher
+    never raises the consumer's errors, so without this a fenced router would sit idle, neither routing nor
+    stopping. The callback runs in Faust's consumer thread, hence the thread-safe hand-over."""
+    loop = asyncio.get_running_loop()
+    fenced: asyncio.Future[BaseException] = loop.create_future()
+
+    def settle(exc: BaseException) -> None:
+        if not fenced.done():
+            fenced.set_result(exc)
+
+    if instance_id is not None:
+        static_coordinator.on_fenced(
+            lambda group, instance: loop.call_soon_threadsafe(
+                settle, InstanceFenced("router", group, instance, "ROUTER_INSTANCE_ID")
+            )
+        )
+    return fenced
 
 
 def _leave_offsets_to_transactions(app: faust.App) -> None:
@@ -154,7 +193,7 @@ def run(settings: Settings) -> None:
     _serve_metrics(settings, core)
     datadir = settings.stack.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, core, str(datadir), options.batch_max)
+    app = build_app(settings, core, str(datadir), options.batch_max, options.instance_id)
     try:
         run_worker(app, settings)
     except SystemExit:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.envvars import integer, millis, millis_list, read, table
+from services.envvars import integer, millis, millis_list, parsed, read, table
 from services.router.routing import backoff_delays
+from services.static_membership import instance_id
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ class RouterOptions:
         "ROUTER_MEMORY_ORDERS", 200_000,
         "finished orders the router remembers per partition (a cache: the database keeps every order id)",
         0, 100_000_000,
+    )  # fmt: skip
+    instance_id: str | None = parsed(
+        "ROUTER_INSTANCE_ID", None, "",
+        "static membership id in the router's consumer group (a restart takes its partitions back at once);"
+        " unset: dynamic membership. `up` gives each instance its own",
+        instance_id("ROUTER_INSTANCE_ID"),
     )  # fmt: skip
     recovery_limit: int = 5  # failed commits recovered in-process per window; one more stops the process
     recovery_window_s: float = 60.0

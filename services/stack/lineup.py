@@ -18,6 +18,7 @@ from pathlib import Path
 from services.config import Settings
 from services.envvars import env_int
 from services.stack import venue_secret
+from services.static_membership import lineup_instance_id
 
 MAX_INSTANCES = 16  # per kind: a bound on what one local supervisor runs (2 cores: more is only overhead)
 METRICS_PORT_STEP = (
@@ -186,10 +187,20 @@ def service_host(settings: Settings, service: Service, env: Mapping[str, str] | 
     return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
-def env_for(service: Service, env: Mapping[str, str]) -> dict[str, str]:
-    """`env` as `service` gets it: its own ports, the venue secret only where it is needed."""
+# The kinds whose instances `up` runs with static group membership, and the variable each reads it from.
+INSTANCE_ID_VARS = {"router": "ROUTER_INSTANCE_ID", "projector": "PROJECTOR_INSTANCE_ID"}
+
+
+def env_for(service: Service, env: Mapping[str, str], state_dir: Path | None = None) -> dict[str, str]:
+    """`env` as `service` gets it: its own ports, the venue secret only where it is needed, and (given the
+    stack's `state_dir`) its own static group instance id: a supervised restart takes its partitions back at
+    once (decision 0029). The id always comes from here, never from the operator's environment, which would
+    give every instance of a kind the same one."""
     out = dict(env) if service.venue_secret else {k: v for k, v in env.items() if k != venue_secret.ENV_VAR}
     out.update(service.overrides)
+    var = INSTANCE_ID_VARS.get(service.kind)
+    if var is not None and state_dir is not None:
+        out[var] = lineup_instance_id(service.name, state_dir)
     return out
 
 

@@ -40,7 +40,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec(
             s.name,
             (sys.executable, "-m", "services.cli", s.kind),
-            env_for(s, env),
+            env_for(s, env, settings.stack.state_dir),
             service_port(settings, s, env),
             service_host(settings, s, env),
         )

@@ -75,3 +75,43 @@ def test_instances_left_on_disk_are_found_whatever_the_counts_now(tmp_path: Path
         (run / f"{name}.pid").write_text("1\n")
     assert instances_on_disk(tmp_path) == ["venue", "router", "router-2", "api-3", "gateway"]
     assert not any(is_service_instance(n) for n in ("kafka-2", "router-1", "router-99", "postgres"))
+
+
+def test_routers_and_projectors_get_a_stable_instance_id_of_their_own(tmp_path: Path) -> None:
+    services = {s.name: s for s in lineup({"OEE_ROUTERS": "2", "OEE_PROJECTORS": "2"})}
+    stack = tmp_path / "stack"
+    ids = {
+        name: env_for(services[name], {}, stack).get(var)
+        for name, var in (
+            ("router", "ROUTER_INSTANCE_ID"),
+            ("router-2", "ROUTER_INSTANCE_ID"),
+            ("projector", "PROJECTOR_INSTANCE_ID"),
+            ("projector-2", "PROJECTOR_INSTANCE_ID"),
+        )
+    }
+    assert all(ids.values()) and len(set(ids.values())) == 4, ids
+    assert ids["router"].startswith("router.") and ids["projector-2"].startswith("projector-2.")
+    # Stable: the instance restarted by the supervisor comes back with the same id ...
+    assert env_for(services["router-2"], {}, stack)["ROUTER_INSTANCE_ID"] == ids["router-2"]
+    # ... another stack (state dir) sharing the cluster and topic prefix gets others ...
+    other = env_for(services["router"], {}, tmp_path / "other")["ROUTER_INSTANCE_ID"]
+    assert other != ids["router"]
+    # ... and the operator's own value cannot give two instances the same id.
+    given = {"ROUTER_INSTANCE_ID": "mine"}
+    assert env_for(services["router"], given, stack)["ROUTER_INSTANCE_ID"] == ids["router"]
+    # The other services keep dynamic membership; without a stack (a test's env) nothing is added.
+    for name in ("venue", "triggers", "api"):
+        assert not {"ROUTER_INSTANCE_ID", "PROJECTOR_INSTANCE_ID"} & set(env_for(services[name], {}, stack))
+    assert "ROUTER_INSTANCE_ID" not in env_for(services["router"], {})
+
+
+def test_an_instance_id_is_what_kafka_accepts_or_a_clear_error() -> None:
+    from projections.settings import ProjectorOptions
+    from services.router.options import RouterOptions
+
+    assert ProjectorOptions.from_env({}).instance_id is None, "unset: dynamic membership"
+    assert RouterOptions.from_env({"ROUTER_INSTANCE_ID": " router-2.ab12 "}).instance_id == "router-2.ab12"
+    with pytest.raises(ConfigError, match="PROJECTOR_INSTANCE_ID='a b' must be"):
+        ProjectorOptions.from_env({"PROJECTOR_INSTANCE_ID": "a b"})
+    with pytest.raises(ConfigError, match="ROUTER_INSTANCE_ID"):
+        RouterOptions.from_env({"ROUTER_INSTANCE_ID": "x" * 250})

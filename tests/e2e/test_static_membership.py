@@ -1,0 +1,210 @@
+"""Static group membership (decision 0029) with `oee projector` and `oee router` subprocesses on the real
+broker: a SIGKILLed projector restarted with the same instance id takes its partitions back at once, without
+a rebalance and without waiting out the dead member's 10 s session; one stopped gracefully leaves the group,
+so the other members get its partitions at once; a second live process with the same id fences the older
+one, which stops with one line instead of taking the id back."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from events.topics import Topics
+from projections.projector import group_id
+from services.config import Settings
+from tests.e2e.harness import Proc, service, wait_log
+from tests.e2e.test_projector import _orders
+from tests.projection_fixtures import log_end, positions, produce, settings_for, wait_caught_up, wait_until
+from tests.waiting import until
+
+pytestmark = pytest.mark.e2e
+
+SESSION_TIMEOUT_S = (
+    10.0  # the consumer session and heartbeat of the projector and the router (services/faustapp.py)
+)
+ASSIGNED = "partition assigned"
+HEARTBEAT_S = 1.0
+
+
+def projector(settings: Settings, schema: str, tmp: Path, instance_id: str) -> Proc:
+    env = {
+        "PROJECTION_SCHEMA": schema,
+        "PROJECTOR_POLL_MS": "100",
+        "PROJECTOR_HEARTBEAT_MS": "200",
+        "PROJECTOR_INSTANCE_ID": instance_id,
+        "PROJECTOR_METRICS_PORT": "0",
+    }
+    return service("projector", settings, tmp, env).start()
+
+
+async def test_a_sigkilled_projector_restarted_with_its_id_takes_its_partitions_back_at_once(
+    infra: Settings, topics: Topics, schema: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    settings = settings_for(infra, topics)
+    member = f"projector.{uuid.uuid4().hex[:8]}"
+    await produce(infra.bootstrap_servers, topics.events, _orders(50))
+    first = projector(settings, schema, tmp_path, member)
+    try:
+        await wait_caught_up(
+            db, schema, topics.events, await log_end(infra.bootstrap_servers, topics.events), 120, first.tail
+        )
+        stored = sum((await positions(db, schema, topics.events)).values())
+        first.kill(signal.SIGKILL)  # its last heartbeat was at most 1 s ago: its session ends 9-10 s from now
+        killed_at = time.monotonic()
+        await produce(infra.bootstrap_servers, topics.events, _orders(50))
+        second = projector(settings, schema, tmp_path, member)
+
+        async def progressed() -> bool:
+            return sum((await positions(db, schema, topics.events)).values()) > stored
+
+        await wait_until(progressed, 60, "the restarted projector's first batch", second.tail)
+        elapsed = time.monotonic() - killed_at
+        print(
+            f"\nSIGKILL to the restarted projector's first batch: {elapsed:.2f} s (session {SESSION_TIMEOUT_S:.0f} s)"
+        )
+        await wait_caught_up(
+            db, schema, topics.events, await log_end(infra.bootstrap_servers, topics.events), 120, second.tail
+        )
+        # A dynamic member joining while the dead one is still in the group waits in the rebalance until that
+        # session expires, 9-10 s after the kill. The static one is swapped in for the dead member at once:
+        # what is left is the restart itself (interpreter, migrations check, broker connection).
+        deadline = SESSION_TIMEOUT_S - HEARTBEAT_S
+        assert elapsed < deadline, f"{elapsed:.1f} s: waited out the dead member's session?\n{second.tail()}"
+        # A graceful stop, unlike the SIGKILL, leaves the group (LeaveGroup by member and instance id).
+        second.stop()
+        assert second.popen is not None and second.popen.returncode == 0, second.tail()
+        assert f"left group {group_id(settings)} as static member '{member}'" in second.tail(), second.tail()
+    finally:
+        first.stop()
+        if "second" in locals():
+            second.stop()
+
+
+async def test_a_second_live_process_with_the_same_id_fences_the_older_which_stops_with_one_line(
+    infra: Settings, topics: Topics, schema: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    settings = settings_for(infra, topics)
+    member = f"projector.{uuid.uuid4().hex[:8]}"
+    await produce(infra.bootstrap_servers, topics.events, _orders(20))
+    older = projector(settings, schema, tmp_path, member)
+    newer: Proc | None = None
+    try:
+        await wait_caught_up(
+            db, schema, topics.events, await log_end(infra.bootstrap_servers, topics.events), 120, older.tail
+        )
+        newer = projector(settings, schema, tmp_path, member)
+        # The broker swaps the newer in for the older, and answers the older's next heartbeat (v3, with the
+        # instance id) FENCED_INSTANCE_ID: always the older, within a heartbeat or two.
+        await wait_until(
+            lambda: _stopped(older), 60, "the older to be fenced", lambda: older.tail() + newer.tail()
+        )
+        fenced, survivor = older, newer
+        assert fenced.popen is not None and fenced.popen.returncode == 1, fenced.tail()
+        lines = [line for line in fenced.tail(200).splitlines() if "fenced: another process" in line]
+        assert len(lines) == 1, fenced.tail()
+        assert f"instance id '{member}'" in lines[0] and "PROJECTOR_INSTANCE_ID" in lines[0]
+        # No ping-pong: the survivor keeps the partitions and goes on projecting.
+        await produce(infra.bootstrap_servers, topics.events, _orders(20))
+        await wait_caught_up(
+            db,
+            schema,
+            topics.events,
+            await log_end(infra.bootstrap_servers, topics.events),
+            60,
+            survivor.tail,
+        )
+        assert survivor.alive(), survivor.tail()
+    finally:
+        older.stop()
+        if newer is not None:
+            newer.stop()
+
+
+async def _stopped(proc: Proc) -> bool:
+    return not proc.alive()
+
+
+def router(settings: Settings, tmp: Path, instance_id: str) -> Proc:
+    env = {"ROUTER_INSTANCE_ID": instance_id, "ROUTER_METRICS_PORT": "0"}  # venues in the router itself
+    return service("router", settings, tmp, env).start()
+
+
+def partitions_assigned(log: str) -> set[int]:
+    """The partitions a router's log (or a part of it) says were assigned to it."""
+    return {int(m) for m in re.findall(ASSIGNED + r" partition=(\d+)", log)}
+
+
+def log_of(proc: Proc) -> str:
+    return proc.log.read_text(errors="replace") if proc.log.exists() else ""
+
+
+async def test_a_router_stopped_gracefully_hands_its_partitions_over_at_once(
+    infra: Settings, topics: Topics, tmp_path: Path
+) -> None:
+    """Through Faust's stop path: SIGTERM, its consumer thread stops the aiokafka consumer, which leaves."""
+    settings = settings_for(infra, topics)
+    suffix = uuid.uuid4().hex[:8]
+    first = router(settings, tmp_path, f"router.{suffix}")
+    second: Proc | None = None
+    try:
+        await wait_log(first, ASSIGNED, count=3)
+        second = router(settings, tmp_path, f"router-2.{suffix}")
+        await wait_log(second, ASSIGNED, count=1)
+        mark = len(log_of(second))
+        owned = partitions_assigned(log_of(second))
+        stopped_at = time.monotonic()
+        first.stop()
+        left = [line for line in log_of(first).splitlines() if "left group" in line]
+        assert len(left) == 1 and f"router.{suffix}" in left[0], first.tail()
+
+        await until(
+            lambda: owned | partitions_assigned(log_of(second)[mark:]) == {0, 1, 2},
+            60,
+            "the second router to own every partition",
+        )
+        elapsed = time.monotonic() - stopped_at
+        print(
+            f"\nSIGTERM to the other router owning every partition: {elapsed:.2f} s (session {SESSION_TIMEOUT_S:.0f} s)"
+        )
+        assert elapsed < SESSION_TIMEOUT_S - HEARTBEAT_S, (
+            f"{elapsed:.1f} s: waited out the session?\n{second.tail()}"
+        )
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+async def test_a_second_live_router_with_the_same_id_fences_the_older_which_stops_with_one_line(
+    infra: Settings, topics: Topics, tmp_path: Path
+) -> None:
+    settings = settings_for(infra, topics)
+    member = f"router.{uuid.uuid4().hex[:8]}"
+    older = router(settings, tmp_path, member)
+    newer: Proc | None = None
+    try:
+        await wait_log(older, ASSIGNED, count=3)
+        newer = router(settings, tmp_path, member)
+        await until(lambda: not older.alive(), 60, "the older router to be fenced and stop")
+        lines = [line for line in log_of(older).splitlines() if "fenced: another process" in line]
+        assert len(lines) == 1, older.tail()
+        assert f"instance id '{member}'" in lines[0] and "ROUTER_INSTANCE_ID" in lines[0], lines[0]
+        print(
+            f"\nthe fenced router exited with code {older.popen.returncode if older.popen else None}: {lines[0]}"
+        )
+        await until(
+            lambda: partitions_assigned(log_of(newer)) == {0, 1, 2},
+            60,
+            "the newer router to own every partition",
+        )
+        assert newer.alive(), newer.tail()
+    finally:
+        older.stop()
+        if newer is not None:
+            newer.stop()
