@@ -188,7 +188,11 @@ def service_host(settings: Settings, service: Service, env: Mapping[str, str] | 
 
 
 # The kinds whose instances `up` runs with static group membership, and the variable each reads it from.
-INSTANCE_ID_VARS = {"router": "ROUTER_INSTANCE_ID", "projector": "PROJECTOR_INSTANCE_ID"}
+INSTANCE_ID_VARS = {
+    "router": "ROUTER_INSTANCE_ID",
+    "projector": "PROJECTOR_INSTANCE_ID",
+    "triggers": "TRIGGERS_INSTANCE_ID",  # by hand its default is the host name: two stacks on a host would clash
+}
 
 
 def env_for(service: Service, env: Mapping[str, str], state_dir: Path | None = None) -> dict[str, str]:

@@ -20,8 +20,10 @@ from typing import Any
 import faust
 
 from events.topics import Topics
+from services import static_coordinator
 from services.config import Settings
 from services.faustapp import faust_app, run_worker
+from services.static_membership import InstanceFenced
 from services.triggers.engine import TriggerEngine
 from services.triggers.offsets import gate_commits, start_at_recent_market
 from services.triggers.options import TriggerOptions
@@ -36,6 +38,7 @@ def group_id(settings: Settings) -> str:
 def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_id: str) -> faust.App:
     topics = Topics.with_prefix(settings.topic_prefix)
     app = faust_app(settings, group_id(settings), datadir, consumer_group_instance_id=instance_id)
+    static_coordinator.install()  # leave the group on stop, be fenced on a heartbeat (decision 0029)
     market = app.topic(topics.market_data, value_type=bytes, key_type=bytes, allow_empty=True)
     gate_commits(app, lambda: engine.processed)
     crashed: asyncio.Future[BaseException] = asyncio.get_event_loop().create_future()
@@ -43,6 +46,15 @@ def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_
     def crash(exc: BaseException) -> None:
         if not crashed.done():
             crashed.set_result(exc)
+
+    # Another live engine took this one's instance id: stop with one line (Faust's fetcher never raises it).
+    # The callback runs in Faust's consumer thread.
+    loop = asyncio.get_event_loop()
+    static_coordinator.on_fenced(
+        lambda group, instance: loop.call_soon_threadsafe(
+            crash, InstanceFenced("trigger engine", group, instance, "TRIGGERS_INSTANCE_ID")
+        )
+    )
 
     @app.agent(market, concurrency=1)
     async def watch(stream: faust.StreamT[Any]) -> None:
@@ -74,7 +86,10 @@ def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_
         except Exception as failure:
             crash(failure)
         reason = await crashed
-        log.critical("trigger engine exiting: %r", reason)
+        if isinstance(reason, InstanceFenced):
+            log.critical("%s", reason)  # one line; its own words say what to do
+        else:
+            log.critical("trigger engine exiting: %r", reason)
         os.kill(os.getpid(), signal.SIGTERM)
         asyncio.get_running_loop().call_later(15.0, os._exit, 70)
 

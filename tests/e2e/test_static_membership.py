@@ -195,15 +195,46 @@ async def test_a_second_live_router_with_the_same_id_fences_the_older_which_stop
         lines = [line for line in log_of(older).splitlines() if "fenced: another process" in line]
         assert len(lines) == 1, older.tail()
         assert f"instance id '{member}'" in lines[0] and "ROUTER_INSTANCE_ID" in lines[0], lines[0]
-        print(
-            f"\nthe fenced router exited with code {older.popen.returncode if older.popen else None}: {lines[0]}"
-        )
+        assert older.popen is not None and older.popen.returncode != 0, "a fenced router is not a clean exit"
         await until(
             lambda: partitions_assigned(log_of(newer)) == {0, 1, 2},
             60,
             "the newer router to own every partition",
         )
         assert newer.alive(), newer.tail()
+    finally:
+        older.stop()
+        if newer is not None:
+            newer.stop()
+
+
+def triggers(settings: Settings, tmp: Path, instance_id: str) -> Proc:
+    env = {"TRIGGERS_INSTANCE_ID": instance_id, "TRIGGERS_METRICS_PORT": "0"}
+    return service("triggers", settings, tmp, env).start()
+
+
+async def test_a_second_live_trigger_engine_with_the_same_id_fences_the_older_which_stops_with_one_line(
+    infra: Settings, topics: Topics, tmp_path: Path
+) -> None:
+    settings = settings_for(infra, topics)
+    member = f"triggers.{uuid.uuid4().hex[:8]}"
+    older = triggers(settings, tmp_path, member)
+    newer: Proc | None = None
+    try:
+        await wait_log(older, "market partitions assigned")
+        newer = triggers(settings, tmp_path, member)
+        await until(lambda: not older.alive(), 60, "the older engine to be fenced and stop")
+        lines = [line for line in log_of(older).splitlines() if "fenced: another process" in line]
+        assert len(lines) == 1, older.tail()
+        # Its id in the group is `<group>-<TRIGGERS_INSTANCE_ID>` (services/triggers/app.py).
+        assert f"-{member}'" in lines[0] and "TRIGGERS_INSTANCE_ID" in lines[0], lines[0]
+        assert older.popen is not None and older.popen.returncode != 0, "a fenced engine is not a clean exit"
+        await wait_log(newer, "market partitions assigned")
+        assert newer.alive(), newer.tail()
+        # The newer one keeps the id: it stops gracefully and leaves the group by it.
+        newer.stop()
+        left = [line for line in log_of(newer).splitlines() if "left group" in line]
+        assert len(left) == 1 and member in left[0], newer.tail()
     finally:
         older.stop()
         if newer is not None:

@@ -77,7 +77,9 @@ def test_instances_left_on_disk_are_found_whatever_the_counts_now(tmp_path: Path
     assert not any(is_service_instance(n) for n in ("kafka-2", "router-1", "router-99", "postgres"))
 
 
-def test_routers_and_projectors_get_a_stable_instance_id_of_their_own(tmp_path: Path) -> None:
+def test_routers_projectors_and_the_trigger_engine_get_a_stable_instance_id_of_their_own(
+    tmp_path: Path,
+) -> None:
     services = {s.name: s for s in lineup({"OEE_ROUTERS": "2", "OEE_PROJECTORS": "2"})}
     stack = tmp_path / "stack"
     ids = {
@@ -87,9 +89,11 @@ def test_routers_and_projectors_get_a_stable_instance_id_of_their_own(tmp_path: 
             ("router-2", "ROUTER_INSTANCE_ID"),
             ("projector", "PROJECTOR_INSTANCE_ID"),
             ("projector-2", "PROJECTOR_INSTANCE_ID"),
+            ("triggers", "TRIGGERS_INSTANCE_ID"),
         )
     }
-    assert all(ids.values()) and len(set(ids.values())) == 4, ids
+    assert all(ids.values()) and len(set(ids.values())) == 5, ids
+    assert ids["triggers"].startswith("triggers.")
     assert ids["router"].startswith("router.") and ids["projector-2"].startswith("projector-2.")
     # Stable: the instance restarted by the supervisor comes back with the same id ...
     assert env_for(services["router-2"], {}, stack)["ROUTER_INSTANCE_ID"] == ids["router-2"]
@@ -100,8 +104,9 @@ def test_routers_and_projectors_get_a_stable_instance_id_of_their_own(tmp_path: 
     given = {"ROUTER_INSTANCE_ID": "mine"}
     assert env_for(services["router"], given, stack)["ROUTER_INSTANCE_ID"] == ids["router"]
     # The other services keep dynamic membership; without a stack (a test's env) nothing is added.
-    for name in ("venue", "triggers", "api"):
-        assert not {"ROUTER_INSTANCE_ID", "PROJECTOR_INSTANCE_ID"} & set(env_for(services[name], {}, stack))
+    for name in ("venue", "api"):
+        given_ids = {"ROUTER_INSTANCE_ID", "PROJECTOR_INSTANCE_ID", "TRIGGERS_INSTANCE_ID"}
+        assert not given_ids & set(env_for(services[name], {}, stack))
     assert "ROUTER_INSTANCE_ID" not in env_for(services["router"], {})
 
 
