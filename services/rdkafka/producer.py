@@ -101,6 +101,12 @@ class AsyncProducer:
                 await self._loop.run_in_executor(self._blocking, self._poller.join)
             self._blocking.shutdown(wait=False)
 
+    def abandon(self) -> None:
+        """Let go of a producer whose blocking thread is stuck inside librdkafka: stop its poll thread, take no
+        more calls, and wait for nothing (the handle is freed when the stuck call returns, if ever)."""
+        self._closing.set()
+        self._blocking.shutdown(wait=False)
+
     # -- the poll thread and the hand-over to the loop -----------------------------------------------------
     def _poll(self) -> None:
         while not self._closing.is_set():

@@ -11,6 +11,7 @@ transaction. Unit tests pass a fake with the same methods (`tests/router_fakes.p
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -40,7 +41,18 @@ FENCED_CODES = frozenset(
 )
 """librdkafka's codes for the same: its partition belongs to someone else now."""
 
-TXN_TIMEOUT_S = 30.0  # one blocking transactional call (librdkafka retries inside it)
+TXN_TIMEOUT_S = 30.0  # initialising a producer's transactions (librdkafka retries inside it)
+COMMIT_TIMEOUT_S = 5.0
+"""One call that ends a transaction (send its offsets, commit, abort). A transaction still open holds back
+every read_committed reader of the partitions it wrote to (their last stable offset stops at its first
+record), so a commit whose coordinator died mid-call must not wait long: past this it fails, the partition
+recovers in-process, and the new producer's initialisation (same transactional id, next epoch) ends the old
+transaction. Commits take milliseconds here, tens of them at the worst loads measured."""
+STUCK_AFTER_S = COMMIT_TIMEOUT_S + 2.0
+"""librdkafka does not always keep its own timeout: `send_offsets_to_transaction` can block for as long as a
+SIGKILLed broker stays cached as the group's coordinator (librdkafka issues #5456 and #5511, open in 2.14).
+Past this the call is given up on from here: the producer is abandoned (its thread left inside the call),
+never waited for again, and the partition recovers on a new one."""
 
 
 def is_fenced(exc: BaseException) -> bool:
@@ -100,6 +112,7 @@ class KafkaTxnProducer:
         )
         self._producer: AsyncProducer | None = None
         self._fatal = False
+        self._stuck = False  # a call ending a transaction never returned: abandoned, not closed
 
     @property
     def _p(self) -> AsyncProducer:
@@ -116,7 +129,10 @@ class KafkaTxnProducer:
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.close(timeout_s=5.0)
+            if self._stuck:
+                producer.abandon()  # a close would wait behind the call that never returned
+            else:
+                await producer.close(timeout_s=5.0)
 
     async def begin_transaction(self) -> None:
         # No request to the broker, but librdkafka hands every transactional call to its main thread and
@@ -141,16 +157,19 @@ class KafkaTxnProducer:
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
         positions = [RdTopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
-        await self._blocking(
-            self._p.producer.send_offsets_to_transaction, positions, group_metadata(group_id), TXN_TIMEOUT_S
+        await self._ending(
+            self._p.producer.send_offsets_to_transaction,
+            positions,
+            group_metadata(group_id),
+            COMMIT_TIMEOUT_S,
         )
 
     async def commit_transaction(self) -> None:
-        await self._blocking(self._p.producer.commit_transaction, TXN_TIMEOUT_S)
+        await self._ending(self._p.producer.commit_transaction, COMMIT_TIMEOUT_S)
 
     async def abort_transaction(self) -> None:
         try:
-            await self._blocking(self._p.producer.abort_transaction, TXN_TIMEOUT_S)
+            await self._ending(self._p.producer.abort_transaction, COMMIT_TIMEOUT_S)
         except KafkaException as exc:
             # No transaction open: the call being aborted (a commit whose caller was cancelled, at a stop)
             # finished in its thread first. Nothing is left to abort; the state topic says what committed.
@@ -159,7 +178,23 @@ class KafkaTxnProducer:
             raise
 
     def can_abort(self) -> bool:
-        return self._producer is not None and not self._fatal and self._producer.fatal is None
+        return (
+            self._producer is not None
+            and not self._fatal
+            and not self._stuck
+            and self._producer.fatal is None
+        )
+
+    async def _ending(self, fn: Callable[..., object], *args: object) -> None:
+        """A call that ends a transaction, given up on past `STUCK_AFTER_S` whatever librdkafka does."""
+        try:
+            await asyncio.wait_for(self._blocking(fn, *args), STUCK_AFTER_S)
+        except TimeoutError:
+            self._stuck = True
+            raise TimeoutError(
+                f"{getattr(fn, '__name__', 'call')} of {self.transactional_id} still running after "
+                f"{STUCK_AFTER_S:g} s (librdkafka ignored its {COMMIT_TIMEOUT_S:g} s timeout): producer abandoned"
+            ) from None
 
     async def _blocking(self, fn: Callable[..., object], *args: object) -> None:
         try:

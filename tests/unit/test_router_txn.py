@@ -5,11 +5,17 @@ consumer, so a change of librdkafka's format fails here and not in a commit."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from aiokafka.errors import InvalidProducerEpoch, KafkaConnectionError, ProducerFenced
+from aiokafka.structs import TopicPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from services.rdkafka.groupmeta import group_metadata
+from services.rdkafka.producer import AsyncProducer
+from services.router import txn
 from services.router.txn import is_fenced
 
 
@@ -50,3 +56,42 @@ def test_librdkafka_reads_the_metadata_back_with_a_generation_and_member() -> No
     with pytest.raises(ValueError):
         group_metadata("g\nx")
     producer.flush(0)
+
+
+class _Hanging:
+    """Stands in for librdkafka's producer whose `send_offsets_to_transaction` ignores its timeout (librdkafka
+    #5456/#5511: a SIGKILLed broker still cached as the group's coordinator)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.flushed = False
+
+    def send_offsets_to_transaction(self, *args: object) -> None:
+        self.release.wait(30)
+
+    def flush(self, *args: object) -> int:
+        self.flushed = True
+        return 0
+
+
+async def test_a_transaction_call_librdkafka_never_ends_is_given_up_and_the_producer_abandoned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(txn, "STUCK_AFTER_S", 0.3)
+    producer = txn.KafkaTxnProducer("127.0.0.1:1", "oee-router.orders.requests.0")
+    producer._producer = AsyncProducer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0}, poll=False)
+    hanging = _Hanging()
+    producer._producer.producer = hanging  # type: ignore[assignment]
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"send_offsets_to_transaction .* producer abandoned"):
+            await producer.send_offsets_to_transaction(
+                {TopicPartition("orders.requests", 0): 7}, "oee-router"
+            )
+        assert time.monotonic() - started < 5, "given up on at its deadline, not when librdkafka returned"
+        assert not producer.can_abort(), "an abort would queue behind the call that never returned"
+        started = time.monotonic()
+        await producer.stop()  # abandoned: no flush queued behind the stuck call
+        assert time.monotonic() - started < 1 and not hanging.flushed
+    finally:
+        hanging.release.set()
