@@ -236,7 +236,7 @@ class AsyncClient:
                 raise failure or StreamFailed(code, reason)
             resumes += 1
             delay = min(0.2 * 2**resumes, 5.0)
-            log.info(
+            log.warning(
                 "watch %s: %s at seq %d; reconnecting in %.1f s (attempt %d of %d)",
                 order_id,
                 failure if failure is not None else f"closed {code} {reason}".rstrip(),

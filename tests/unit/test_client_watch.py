@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
@@ -241,3 +243,32 @@ async def test_reconnects_to_an_api_that_stays_away_are_bounded(caplog: pytest.L
     )
     tries = [r for r in caplog.records if r.name == "services.client"]
     assert len(tries) == 2, caplog.text  # the drop, then one failed reconnect; the second failure gives up
+
+
+async def test_oee_order_watch_rides_out_an_api_restart() -> None:
+    """The user's report: `oee order watch ID` exited 1 when the API restarted though the order confirmed."""
+    down = Restarting()
+    again = Server([])
+    srv = await serve(down.first, "127.0.0.1", 0)
+    port = next(iter(srv.sockets)).getsockname()[1]
+    env = dict(os.environ, OEE_API_KEY="", LOG_LEVEL="")
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "order", "--url", f"http://127.0.0.1:{port}", "watch", ORDER,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert cli.stdout is not None and cli.stderr is not None
+    try:
+        shown = [await asyncio.wait_for(cli.stdout.readline(), 30) for _ in range(2)]
+        await down.die(srv)
+        said = [await asyncio.wait_for(cli.stderr.readline(), 30) for _ in range(2)]
+        assert b"connection lost at seq 2" in said[0] and b"attempt 1 of 5" in said[0], said
+        assert b"ConnectionRefusedError" in said[1] and b"attempt 2 of 5" in said[1], said  # found nobody
+        async with serve(again.handler, "127.0.0.1", port):
+            out, err = await asyncio.wait_for(cli.communicate(), 30)
+    finally:
+        if cli.returncode is None:
+            cli.kill()
+            await cli.wait()
+    lines = [line.decode() for line in shown] + out.decode().splitlines()
+    assert cli.returncode == 0, err
+    assert [line.split()[0] for line in lines] == ["#1", "#2", "#3", "#4", "#5"] and "confirmed" in lines[-1]
