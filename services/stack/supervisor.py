@@ -291,9 +291,14 @@ class Supervisor:
         status, policy = self._status[spec.name], self.liveness
         tracker = LivenessTracker(policy)
         pid: int | None = None
+        last = time.monotonic()
         while not self._stopping:
+            # Start to start: a probe that times out does not stretch the interval (4 misses = 3 intervals
+            # plus one timeout after the first).
+            wait = max(0.0, last + policy.interval_s - time.monotonic())
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), policy.interval_s)  # a stop cuts the wait short
+                await asyncio.wait_for(self._stop.wait(), wait)  # a stop cuts the wait short
+            last = time.monotonic()
             proc = self._children.get(spec.name)
             if self._stopping or proc is None or proc.returncode is not None or spec.name in self._hung:
                 continue
