@@ -214,7 +214,8 @@ async def build(
             ends = await scan.end_offsets()
             if until is not None and until_slack_s >= 0:
                 cut = await scan.offsets_after(until + timedelta(seconds=until_slack_s))
-                ends = {p: min(n, cut[p] or n) for p, n in ends.items()}
+                # (offset 0 is a cut too: a partition whose first record is past it has nothing to read)
+                ends = {p: n if (c := cut[p]) is None else min(n, c) for p, n in ends.items()}
         ends = {p: max(n, starts.get(p, 0)) for p, n in ends.items()}
         plan = Plan(schema, topic, starts, ends, until, batch_max, max_open)
         shown = Progress(plan.total, f"rebuild {schema}")

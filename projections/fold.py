@@ -9,7 +9,7 @@ from Postgres or held in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -24,7 +24,7 @@ from events.types import AnyEvent
 
 
 class Record(Protocol):
-    """What the fold reads of a log record (aiokafka's ConsumerRecord has these too)."""
+    """What the fold reads of a log record."""
 
     @property
     def partition(self) -> int: ...
@@ -32,6 +32,8 @@ class Record(Protocol):
     def offset(self) -> int: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def timestamp_ms(self) -> int | None: ...
 
 
 class LogRecord(NamedTuple):
@@ -40,6 +42,7 @@ class LogRecord(NamedTuple):
     partition: int
     offset: int
     value: bytes | None
+    timestamp_ms: int | None = None  # the record's log timestamp (None: not known)
 
 
 class Decoded(NamedTuple):
@@ -59,6 +62,9 @@ class DeadLetter:
     offset: int
     reason: str
     raw: bytes | None
+    timestamp_ms: int | None = (
+        None  # the record's log timestamp, for one that did not decode (no occurred_at)
+    )
 
 
 class Touched(NamedTuple):
@@ -88,13 +94,25 @@ def decode_records(records: Iterable[Record]) -> tuple[list[Decoded], list[DeadL
     for r in records:
         value = r.value
         if value is None:
-            dead.append(DeadLetter(r.partition, r.offset, "empty record (no value)", None))
+            dead.append(DeadLetter(r.partition, r.offset, "empty record (no value)", None, r.timestamp_ms))
             continue
         try:
             append(Decoded(decode(value), r.partition, r.offset, value))
         except EventDecodeError as exc:
-            dead.append(DeadLetter(r.partition, r.offset, f"{type(exc).__name__}: {exc.reason}", value))
+            reason = f"{type(exc).__name__}: {exc.reason}"
+            dead.append(DeadLetter(r.partition, r.offset, reason, value, r.timestamp_ms))
     return decoded, dead
+
+
+def written_by(dead: Sequence[DeadLetter], until: datetime) -> tuple[list[DeadLetter], int]:
+    """The undecodable records written at or before `until`, and how many were written after it.
+
+    A point-in-time replay leaves out events that occurred after its instant; a record that did not decode
+    has no occurred_at, so its log timestamp stands in. One without a timestamp is kept (nothing says it is
+    later)."""
+    cut = until.timestamp() * 1000
+    kept = [d for d in dead if d.timestamp_ms is None or d.timestamp_ms <= cut]
+    return kept, len(dead) - len(kept)
 
 
 def fold(

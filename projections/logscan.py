@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, TopicPartition
 
 from projections.fold import LogRecord, Record
 from services.rdkafka.config import consumer_config
@@ -119,7 +119,9 @@ class LogScan:
                         raise KafkaException(err)
                     position[p] = max(position[p], offset + 1)
                     if offset < end[p]:
-                        records.append(LogRecord(p, offset, msg.value()))
+                        kind, stamp = msg.timestamp()
+                        known = kind != TIMESTAMP_NOT_AVAILABLE and stamp >= 0
+                        records.append(LogRecord(p, offset, msg.value(), stamp if known else None))
                 reached: dict[int, int] = {}
                 for p in sorted(todo):
                     if position[p] >= end[p]:

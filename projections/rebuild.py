@@ -9,8 +9,9 @@
    the same transaction (`projections.swap`). `dry_run` reports the differences and swaps nothing; without
    `force`, differences also stop the swap.
 
-Point in time: `until` keeps the events that occurred at or before it and builds into a named schema for
-inspection (no verify, no swap). Records are read up to the first one stamped `until + slack` in each
+Point in time: `until` keeps the events that occurred at or before it, and the dead letters of records
+written at or before it (a record that does not decode has no occurred_at: its log timestamp decides), and
+builds into a named schema for inspection (no verify, no swap). Records are read up to the first one stamped `until + slack` in each
 partition (Kafka's time index), so an early instant does not read the whole log.
 """
 

@@ -20,7 +20,7 @@ import asyncpg
 
 from events.lifecycle import OrderState, is_terminal
 from projections.bulk import BulkWriter, Job
-from projections.fold import Decoded, Record, decode_records, fold
+from projections.fold import Decoded, Record, decode_records, fold, written_by
 from projections.rows import event_row, order_row
 from projections.store import ProjectionStore
 
@@ -65,6 +65,9 @@ class Replayer:
 
     async def feed(self, records: list[Record]) -> None:
         decoded, undecodable = decode_records(records)
+        undecodable_after = 0
+        if self.until is not None:  # (the events after it are left out by the fold, by their occurred_at)
+            undecodable, undecodable_after = written_by(undecodable, self.until)
         reloaded = await self._load_missing(decoded)
         folded = fold(decoded, self._open, until=self.until)
         topic = self.store.topic
@@ -85,7 +88,7 @@ class Replayer:
         s.applied += len(folded.applied)
         s.duplicates += folded.duplicates
         s.dead += len(job.dead)
-        s.after_until += folded.after_until
+        s.after_until += folded.after_until + undecodable_after
         await self.writer.put(job)
 
     async def finish(self) -> None:

@@ -41,9 +41,17 @@ def settings_for(infra: Settings, topics: Topics) -> Settings:
 
 
 async def produce(
-    bootstrap: str, topic: str, items: Iterable[Event | tuple[bytes, bytes | None]], *, linger_ms: int = 5
+    bootstrap: str,
+    topic: str,
+    items: Iterable[Event | tuple[bytes, bytes | None] | tuple[bytes, bytes | None, int]],
+    *,
+    linger_ms: int = 5,
+    stamped: bool = False,
 ) -> None:
-    """Write events (keyed by order id) or raw (key, value) records, in this order, acks=all."""
+    """Write events (keyed by order id) or raw (key, value[, timestamp ms]) records, in this order, acks=all.
+
+    `stamped`: each event's record carries its occurred_at as its log timestamp (history as if written when
+    it happened), instead of the time of writing."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=linger_ms
     )
@@ -52,11 +60,14 @@ async def produce(
         futures = []
         for item in items:
             if isinstance(item, tuple):
-                key, value = item
-                futures.append(await producer.send(topic, value, key=key))
+                key, value, *at = item
+                futures.append(await producer.send(topic, value, key=key, timestamp_ms=at[0] if at else None))
             else:
+                at_ms = int(item.occurred_at.timestamp() * 1000) if stamped else None
                 futures.append(
-                    await producer.send(topic, encode(item), key=key_for(item), headers=headers_for(item))
+                    await producer.send(
+                        topic, encode(item), key=key_for(item), headers=headers_for(item), timestamp_ms=at_ms
+                    )
                 )
         await asyncio.gather(*futures)
     finally:

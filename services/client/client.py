@@ -12,12 +12,15 @@ operation), `Unreachable` (no answer), `StreamFailed` (a watch that could not be
 
 `watch` resumes by itself: on a close the gateway calls resumable (1001, 1011, 1012, 1013, or a dropped
 connection) it reconnects with `fromSeq` = the last seq it yielded, a bounded number of times with backoff, so
-the caller sees every seq once, in order. It ends after the terminal event (close 1000).
+the caller sees every seq once, in order. A reconnect that fails because the API is restarting (refused,
+timed out, 502/503/504) is one of those attempts, not the end; only the first connect failing is fatal at
+once. It ends after the terminal event (close 1000).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncGenerator
 from types import TracebackType
@@ -26,8 +29,9 @@ from typing import Any, Literal, TypeVar
 import httpx
 import msgspec
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
+from events.lifecycle import TERMINAL
 from services.client.errors import ApiError, NotSupported, StreamFailed, Unreachable
 from services.spec.wire import (
     CancelAccepted,
@@ -43,9 +47,12 @@ from services.spec.wire import (
 T = TypeVar("T")
 
 API_KEY_VAR = "OEE_API_KEY"
-TERMINAL = frozenset({"confirmed", "failed"})
 RESUMABLE = frozenset({1001, 1006, 1011, 1012, 1013})
 """Close codes after which the stream can be resumed with `fromSeq` (docs/gateway.md)."""
+RETRY_STATUSES = frozenset({502, 503, 504})
+"""Handshake answers a reconnect waits out: the API (or a proxy before it) restarting, not ready, or full."""
+
+log = logging.getLogger("services.client")
 
 
 class Frame(msgspec.Struct, frozen=True, rename="camel"):
@@ -175,15 +182,24 @@ class AsyncClient:
     async def watch(
         self, order_id: str, *, from_seq: int = 0, keep_open: bool = False
     ) -> AsyncGenerator[Frame, None]:
-        """The order's frames with seq > `from_seq`, in order, each once; ends after the terminal frame."""
+        """The order's frames with seq > `from_seq`, in order, each once; ends after the terminal frame.
+
+        The first connect failing raises at once (`Unreachable`, or `ApiError` for a refused handshake).
+        Once connected, a dropped stream and each failed reconnect (refused, timed out, 502/503/504: the API
+        restarting or full) use one of `max_resumes` attempts, with backoff 0.4 s doubling to 5 s; a frame
+        received gives them all back."""
         last = from_seq
         resumes = 0
+        connected = False
         while True:
             url = self._ws_url(order_id, last, keep_open)
+            failure: Exception | None = None  # a reconnect that failed, raised once attempts run out
+            code, reason = 1006, ""
             try:
                 async with websockets.connect(
                     url, additional_headers=self._headers, open_timeout=self.timeout_s, max_size=2**20
                 ) as ws:
+                    connected = True
                     async for raw in ws:
                         frame = msgspec.json.decode(raw, type=Frame)
                         if frame.seq <= last:
@@ -193,19 +209,43 @@ class AsyncClient:
                         yield frame
                     code, reason = ws.close_code or 1006, ws.close_reason or ""
             except InvalidStatus as exc:
-                raise self._refused(exc) from None
+                if not connected or exc.response.status_code not in RETRY_STATUSES:
+                    raise self._refused(exc) from None
+                failure = self._refused(exc)
             except ConnectionClosed as exc:
                 code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "connection lost")
-            except (OSError, TimeoutError) as exc:
-                raise Unreachable(
-                    f"the API at {self.base_url} did not answer ({type(exc).__name__}: {exc})"
-                ) from exc
-            if code == 1000:
-                return
-            if code not in RESUMABLE or resumes >= self.max_resumes:
-                raise StreamFailed(code, reason)
+            except (OSError, TimeoutError, InvalidMessage) as exc:
+                # InvalidMessage: the server closed the connection during the handshake (it was stopping).
+                unreachable = Unreachable(
+                    f"the API at {self.base_url} did not answer ({type(exc).__name__}: {exc or 'no details'})"
+                )
+                if not connected:
+                    raise unreachable from exc
+                failure = unreachable
+            if failure is None:
+                if code == 1000:
+                    return
+                if code not in RESUMABLE:
+                    raise StreamFailed(code, reason)
+            if resumes >= self.max_resumes:
+                if isinstance(failure, Unreachable):
+                    raise Unreachable(
+                        f"{failure}; gave up resuming order {order_id} after seq {last} "
+                        f"({self.max_resumes} reconnects failed)"
+                    ) from failure
+                raise failure or StreamFailed(code, reason)
             resumes += 1
-            await asyncio.sleep(min(0.2 * 2**resumes, 5.0))
+            delay = min(0.2 * 2**resumes, 5.0)
+            log.warning(
+                "watch %s: %s at seq %d; reconnecting in %.1f s (attempt %d of %d)",
+                order_id,
+                failure if failure is not None else f"closed {code} {reason}".rstrip(),
+                last,
+                delay,
+                resumes,
+                self.max_resumes,
+            )
+            await asyncio.sleep(delay)
 
     def _ws_url(self, order_id: str, from_seq: int, keep_open: bool) -> str:
         ws = (

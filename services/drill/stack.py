@@ -61,6 +61,7 @@ class DrillStack:
             SUPERVISOR_METRICS_PORT=str(free_port()),
             ROUTER_METRICS_PORT="0",  # fixed defaults would collide with a stack already running here
             PROJECTOR_METRICS_PORT="0",
+            TRIGGERS_METRICS_PORT="0",  # (and the supervisor's liveness probe would ask another stack's engine)
             OEE_ROUTERS=str(routers),
             OEE_APIS=str(apis),
             OEE_GATEWAYS="1",  # the subscribers' gateway, a process of its own to kill

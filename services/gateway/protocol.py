@@ -4,7 +4,7 @@ Close codes (RFC 6455 reserves 4000-4999 for applications; ours mirror HTTP wher
 
 | code | when | what the client does |
 | --- | --- | --- |
-| 1000 | the order reached its terminal status (confirmed or failed) | nothing: the stream is complete |
+| 1000 | the order reached its terminal status (confirmed, failed, cancelled or expired) | nothing: the stream is complete |
 | 1001 | the gateway is shutting down | reconnect with `fromSeq` = last seq received |
 | 1008 | the account holds as many connections as it may (`GATEWAY_MAX_ACCOUNT_CONNECTIONS`) | close another first |
 | 1009 | (sent by uvicorn) a client message over `GATEWAY_MAX_MESSAGE_BYTES` | send smaller messages |

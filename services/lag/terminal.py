@@ -163,6 +163,19 @@ class ApiRefused(RuntimeError):
         super().__init__(f"the API at {url} refused the key ({status}: {why})")
 
 
+def no_answer(url: str, exc: BaseException) -> str:
+    """What to say when the API did not answer: the innermost cause, by name. httpx wraps a refused connect
+    twice ("All connection attempts failed"), and some of its errors carry no message at all."""
+    root = exc
+    for _ in range(10):  # a bound: a chain could in principle loop through __context__
+        cause = root.__cause__ or root.__context__
+        if cause is None:
+            break
+        root = cause
+    words = " ".join((str(root) or str(exc)).split()) or "no details"
+    return f"the API at {url} did not answer ({type(root).__name__}: {words})"
+
+
 async def from_api(url: str, client: httpx.AsyncClient) -> Report:
     response = await client.get(f"{url.rstrip('/')}/api/lag", timeout=5.0)
     if response.status_code in (401, 403):
@@ -232,7 +245,7 @@ async def show(
             try:
                 report = await take()
             except (httpx.HTTPError, RuntimeError) as exc:
-                api = str(exc) if isinstance(exc, ApiRefused) else f"the API at {url} did not answer ({exc})"
+                api = str(exc) if isinstance(exc, ApiRefused) else no_answer(url, exc)
                 try:
                     take = await stack.enter_async_context(direct(settings))
                 except Exception as direct_failed:

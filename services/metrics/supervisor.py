@@ -32,6 +32,16 @@ class SupervisorCollector(Collector):
             "Times the supervisor started a component again after it exited",
             labels=labels,
         )
+        hung = CounterMetricFamily(
+            "oee_supervisor_hung",
+            "Times the supervisor SIGKILLed a service that did not answer its liveness probe (each also a restart)",
+            labels=labels,
+        )
+        probe_failures = GaugeMetricFamily(
+            "oee_supervisor_liveness_failures",
+            "Liveness probes the service failed in a row, now (0 while it answers)",
+            labels=labels,
+        )
         up = GaugeMetricFamily(
             "oee_supervisor_component_up", "1 while the component runs and is ready", labels=labels
         )
@@ -51,9 +61,12 @@ class SupervisorCollector(Collector):
         for c in snapshot.get("components", ()):
             key = [str(c["name"]), str(c["kind"])]
             restarts.add_metric(key, float(c.get("restarts", 0)))
+            if c.get("probe"):
+                hung.add_metric(key, float(c.get("hung", 0)))
+                probe_failures.add_metric(key, float(c.get("probe_failures", 0)))
             up.add_metric(key, 1.0 if c.get("state") == "running" else 0.0)
             looping.add_metric(key, 1.0 if c.get("crash_loop") else 0.0)
             recent.add_metric(key, float(c.get("recent_restarts", 0)))
             if c.get("last_exit_at") is not None:
                 last_exit.add_metric(key, float(c["last_exit_at"]))
-        yield from (restarts, up, looping, recent, last_exit)
+        yield from (restarts, hung, probe_failures, up, looping, recent, last_exit)

@@ -146,8 +146,7 @@ def lifespan(
 
         async def progress(order_ids: Sequence[str], positions: bool) -> Progress:
             async with pool.acquire(timeout=options.acquire_timeout_s) as conn:
-                seqs, applied = await reads.progress(conn, order_ids, positions)
-            return Progress(seqs, applied)
+                return await reads.progress(conn, order_ids, positions)
 
         waiter = Waiter(
             settings.database_url, schema, progress, max_waiters=options.max_waiters, listen=listen

@@ -29,6 +29,11 @@ _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _POSITION = re.compile(r"(\d{1,10}):(\d{1,19})")
+LIST_PARAMS = ("status", "type", "side", "venue", "from", "to", "limit", "cursor")
+"""Every parameter `GET /api/orders` takes: any other is a 400 naming it, never silently ignored (a filter
+misspelt would otherwise answer every order)."""
+_WAIT_PARAMS = ("minSeq", "minPosition", "waitMs")
+MAX_UNKNOWN_NAMED = 10  # a query string of thousands of names gets a 400 of bounded size
 
 
 class InvalidQuery(ValueError):
@@ -127,8 +132,8 @@ def one_order(path_id: str, params: Params) -> tuple[str, Wait]:
 
 
 def list_query(params: Params) -> ListQuery:
-    """GET /api/orders: filters, page size and cursor; every problem at once."""
-    problems: list[Problem] = []
+    """GET /api/orders: filters, page size and cursor; every problem at once, an unknown parameter too."""
+    problems = unknown_list_params(params)
     status = _one(params, "status", problems)
     if status is not None and status not in STATUSES:
         problems.append(Problem("status", f"must be one of {', '.join(STATUSES)}, got {_show(status)}"))
@@ -159,6 +164,26 @@ def list_query(params: Params) -> ListQuery:
     if problems:
         raise InvalidQuery(problems)
     return query
+
+
+def unknown_list_params(params: Params) -> list[Problem]:
+    """A problem for each parameter the list does not take, in the order given. The read-your-writes
+    parameters are known elsewhere, so their reason says where they work instead."""
+    problems: list[Problem] = []
+    unknown = [name for name in params if name not in LIST_PARAMS]
+    for name in unknown[:MAX_UNKNOWN_NAMED]:
+        if name in _WAIT_PARAMS:
+            reason = (
+                "is not supported on the list (it reads the projection as it is, without waiting); "
+                "wait on one order with GET /api/orders/{orderId}?minSeq=&waitMs="
+            )
+        else:
+            reason = f"is not a parameter of this list; it takes {', '.join(LIST_PARAMS)}"
+        problems.append(Problem(_show_name(name), reason))
+    if len(unknown) > MAX_UNKNOWN_NAMED:
+        more = len(unknown) - MAX_UNKNOWN_NAMED
+        problems.append(Problem("query", f"has {more} more parameters this list does not take"))
+    return problems
 
 
 def encode_cursor(query: ListQuery, created_at: datetime, oid: str) -> str:
@@ -223,6 +248,11 @@ def _time(params: Params, name: str, problems: list[Problem]) -> datetime | None
         problems.append(Problem(name, "must say its time zone (Z or an offset such as +01:00)"))
         return None
     return value.astimezone(UTC)
+
+
+def _show_name(name: str) -> str:
+    # A parameter's name is the client's text: shown bounded like a value, bare when it is a plain word.
+    return name if len(name) <= 40 and name.isascii() and name.isidentifier() else _show(name)
 
 
 def _show(value: str) -> str:

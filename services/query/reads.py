@@ -14,11 +14,13 @@ import asyncpg
 from sqlalchemy import BigInteger, Text, and_, any_, bindparam, cast, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
+from events.lifecycle import is_terminal
 from projections.settings import PROJECTION_NAME
 from projections.tables import OPEN_ORDERS, order_events, orders
 from projections.tables import projector_positions as positions
 from services.query.params import ListQuery
 from services.query.statements import Compiled, OrderPages, compile_for
+from services.query.waits import Progress
 
 _FRESHNESS = (
     positions.c.next_offset,
@@ -64,7 +66,7 @@ class Reads:
         )
         # What the read-your-writes checker needs of every waiting read at once (services.query.waits).
         self._seqs = compile_for(
-            select(cast(o.c.id, Text).label("id"), o.c.last_seq).where(
+            select(cast(o.c.id, Text).label("id"), o.c.last_seq, o.c.status).where(
                 o.c.id == any_(bindparam("order_ids", type_=ARRAY(UUID(as_uuid=False))))
             ),
             schema,
@@ -104,19 +106,20 @@ class Reads:
     async def position(self, conn: asyncpg.Connection, partition: int) -> asyncpg.Record | None:
         return await self._fetchrow(conn, self._position, partition=partition)
 
-    async def progress(
-        self, conn: asyncpg.Connection, order_ids: Sequence[str], positions: bool
-    ) -> tuple[dict[str, int], dict[int, int]]:
-        """The last seq of each of these orders that has a row; each partition's next offset (if asked)."""
+    async def progress(self, conn: asyncpg.Connection, order_ids: Sequence[str], positions: bool) -> Progress:
+        """The last seq of each of these orders that has a row and which have ended; each partition's next
+        offset (if asked)."""
         seqs: dict[str, int] = {}
+        ended: frozenset[str] = frozenset()
         if order_ids:
             rows = await self._fetch(conn, self._seqs, order_ids=list(order_ids))
             seqs = {r["id"]: r["last_seq"] for r in rows}
+            ended = frozenset(r["id"] for r in rows if is_terminal(r["status"]))
         applied: dict[int, int] = {}
         if positions:
             rows = await self._fetch(conn, self._positions)
             applied = {r["partition"]: r["next_offset"] for r in rows if r["next_offset"] is not None}
-        return seqs, applied
+        return Progress(seqs, applied, ended)
 
     async def summary(self, conn: asyncpg.Connection) -> asyncpg.Record | None:
         return await self._fetchrow(conn, self._summary)

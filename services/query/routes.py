@@ -5,7 +5,9 @@
 - `GET /api/orders`: filtered, newest first, keyset-paginated.
 
 `minSeq` / `minPosition` (+ `waitMs`) make a read wait for the projection to reach what the client was told;
-if it does not in time the answer is 503 with `Retry-After` and how far it is, never older data. A waiting
+if it does not in time the answer is 503 with `Retry-After` and how far it is, never older data. An order that
+has ended (a terminal status) below `minSeq` answers at once as it ended (200): no event can follow, so
+there is nothing to wait or retry for. A waiting
 read costs a query when it starts and one when it ends, none in between (`services.query.waits` checks
 every waiting read at once); when `QUERY_MAX_WAITERS` wait already it is refused at once (503).
 
@@ -26,12 +28,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from events.lifecycle import is_terminal
 from projections.db import is_unavailable
 from services.http.responses import error_response, json_response
 from services.query import views
 from services.query.params import InvalidQuery, Wait, encode_cursor, list_query, one_order, params_of
 from services.query.reads import Reads
-from services.query.waits import Target, Waiter, WaitersFull
+from services.query.waits import Target, Waiter, WaitersFull, seq_reached
 
 log = logging.getLogger("oee.query")
 
@@ -89,7 +92,11 @@ async def _read(ctx: QueryContext, order_id: str, wait: Wait, account: str) -> _
     async with ctx.pool.acquire(timeout=ctx.acquire_timeout_s) as conn:
         row = await ctx.reads.order(conn, order_id, account)
         position = None
-        ok = wait.min_seq is None or (row is not None and row["last_seq"] >= wait.min_seq)
+        ok = seq_reached(
+            None if row is None else row["last_seq"],
+            row is not None and is_terminal(row["status"]),
+            wait.min_seq,
+        )
         if wait.min_position is not None:
             partition, offset = wait.min_position
             position = await ctx.reads.position(conn, partition)

@@ -30,7 +30,7 @@ from services.pglisten import listen_forever
 
 log = logging.getLogger("oee.query")
 
-__all__ = ["Progress", "Target", "Waiter", "WaitersFull", "reached"]
+__all__ = ["Progress", "Target", "Waiter", "WaitersFull", "reached", "seq_reached"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +44,25 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """What one shared check saw: the last seq of each order asked about that has a row, and the next
-    offset the projection will apply on each partition."""
+    """What one shared check saw: the last seq of each order asked about that has a row, which of those
+    have ended (a terminal status: no event follows), and the next offset the projection will apply on each
+    partition."""
 
     seqs: dict[str, int] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)
+    ended: frozenset[str] = frozenset()
+
+
+def seq_reached(last_seq: int | None, ended: bool, min_seq: int | None) -> bool:
+    """Whether an order's row answers a read waiting for `min_seq`: it has got there, or it has ended and so
+    never will (the order as it ended is all there is to wait for; waiting on would only make the client
+    spin on 503s)."""
+    return min_seq is None or (last_seq is not None and (last_seq >= min_seq or ended))
 
 
 def reached(target: Target, progress: Progress) -> bool:
-    if target.min_seq is not None and progress.seqs.get(target.order_id, 0) < target.min_seq:
+    oid = target.order_id
+    if not seq_reached(progress.seqs.get(oid), oid in progress.ended, target.min_seq):
         return False
     if target.min_position is not None:
         partition, offset = target.min_position

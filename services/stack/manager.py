@@ -220,6 +220,8 @@ class Row:
     last_exit: str | None = None
     last_exit_ago_s: float | None = None
     next_start_in_s: float | None = None  # while in backoff
+    hung: int | None = None  # killed for not answering its liveness probe; None: not probed
+    probe_failures: int = 0  # liveness probes failed in a row, now
 
     def text(self, window_s: float | None = None) -> str:
         state = f"{self.state} pid {self.pid}" if self.pid else self.state
@@ -228,6 +230,10 @@ class Row:
         line = f"{self.name:<10} {state:<20} {self.where:<36}"
         if self.restarts is not None:
             line += f" restarts {self.restarts:<3}"
+        if self.hung:
+            line += f" hung {self.hung}"
+        if self.probe_failures:
+            line += f"  NOT ANSWERING: {self.probe_failures} liveness probes in a row"
         if self.last_exit and self.last_exit_ago_s is not None:
             line += f" last exit: {self.last_exit} {_ago(self.last_exit_ago_s)}"
         if self.crash_loop:
@@ -261,6 +267,8 @@ def status(settings: Settings) -> tuple[list[Row], dict[str, Any] | None]:
             last_exit=c["last_exit"],
             last_exit_ago_s=now - c["last_exit_at"] if c["last_exit_at"] else None,
             next_start_in_s=max(0.0, c["next_start_at"] - now) if c["next_start_at"] else None,
+            hung=c.get("hung") if c.get("probe") else None,  # a snapshot of an older supervisor has none
+            probe_failures=c.get("probe_failures", 0),
         )
 
     sup = Managed(SUPERVISOR, cfg.state_dir).pid()

@@ -20,7 +20,16 @@ import sys
 from services import logs
 from services.config import Settings
 from services.stack import kafka, postgres, settings_record
-from services.stack.lineup import env_for, instances_on_disk, lineup, service_env, service_host, service_port
+from services.stack.lineup import (
+    Service,
+    env_for,
+    instances_on_disk,
+    lineup,
+    service_env,
+    service_host,
+    service_port,
+)
+from services.stack.liveness import Probe, probe_for
 from services.stack.procs import Managed, file_lock, stop_all
 from services.stack.supervisor import (
     SUPERVISOR,
@@ -34,18 +43,47 @@ from services.stack.supervisor_options import SupervisorOptions
 log = logging.getLogger("oee.supervisor")
 
 
+# Where a service without an HTTP server of its own serves /metrics: its liveness probe.
+METRICS_PORT_VARS = {
+    "router": "ROUTER_METRICS_PORT",
+    "projector": "PROJECTOR_METRICS_PORT",
+    "triggers": "TRIGGERS_METRICS_PORT",
+}
+
+
 def service_specs(settings: Settings) -> list[ServiceSpec]:
     env = service_env(settings)
-    return [
-        ServiceSpec(
-            s.name,
-            (sys.executable, "-m", "services.cli", s.kind),
-            env_for(s, env, settings.stack.state_dir),
-            service_port(settings, s, env),
-            service_host(settings, s, env),
+    specs = []
+    for s in lineup():
+        own_env = env_for(s, env, settings.stack.state_dir)
+        port, host = service_port(settings, s, env), service_host(settings, s, env)
+        specs.append(
+            ServiceSpec(
+                s.name,
+                (sys.executable, "-m", "services.cli", s.kind),
+                own_env,
+                port,
+                host,
+                liveness_probe(settings, s, own_env, port, host),
+            )
         )
-        for s in lineup()
-    ]
+    return specs
+
+
+def liveness_probe(
+    settings: Settings, service: Service, env: dict[str, str], http_port: int | None, http_host: str
+) -> Probe | None:
+    """`/health` on its HTTP port, else `/metrics` on its metrics port (which it binds on HOST); None when it
+    has neither. Read as plainly as the ports above: a malformed value is the service's own error to report."""
+    if http_port:
+        return probe_for(http_port, http_host, None)
+    from services.metrics import METRICS_ENV_VARS
+
+    var = METRICS_PORT_VARS.get(service.kind)
+    raw = (env.get(var, "") or METRICS_ENV_VARS[var][0]) if var else ""
+    metrics_port = int(raw) if raw.isdigit() and int(raw) <= 65535 else None
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    return probe_for(None, host, metrics_port)
 
 
 def infra_specs(settings: Settings) -> list[InfraSpec]:
@@ -113,6 +151,7 @@ def main(settings: Settings) -> int:
             log_backups=settings.stack.log_backups,
             stop_timeout_s=options.stop_timeout_s,
             snapshot_file=snapshot_path(settings.stack.state_dir),
+            liveness=options.liveness,
         )
         supervisor.metrics_url = _serve_metrics(settings, options, supervisor)
         log.info(

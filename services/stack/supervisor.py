@@ -10,6 +10,12 @@ It keeps two kinds of things running:
   `WATCH_INTERVAL_S` and started again through the stack's own start functions, unless they were stopped on
   purpose (`oee stack down`, `oee down` leave a marker).
 
+A service that runs but does not answer (SIGSTOPped, its loop stuck) never exits by itself: each one with an
+HTTP port (`/health`) or a metrics port (`/metrics`) is probed every `SUPERVISOR_PROBE_INTERVAL_S`, and
+after `SUPERVISOR_PROBE_FAILURES` failed probes in a row past its start grace it is logged as hung, SIGKILLed
+and restarted like any exit (`liveness.py` decides; the probes run as tasks of their own, never in the way of
+the loop). Hung kills are counted apart from restarts.
+
 Every change is published as a snapshot: a JSON file that `oee status` and the API's /metrics read, and the
 supervisor's own /metrics. Restarts are counted per component; `RestartTracker` decides the backoff and the
 crash loop, which is logged at ERROR on every restart while it lasts and shown in status and metrics.
@@ -30,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.stack.liveness import LivenessPolicy, LivenessTracker, Probe
 from services.stack.procs import Managed
 from services.stack.restarts import RestartPolicy, RestartTracker
 from services.stack.rotating_log import RotatingLog
@@ -57,6 +64,7 @@ class ServiceSpec:
     env: Mapping[str, str]
     ready_port: int | None = None
     ready_host: str = "127.0.0.1"
+    probe: Probe | None = None  # where its liveness is probed; None: only its exit is watched
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,9 @@ class ComponentStatus:
     next_start_at: float | None = None  # wall clock, while in backoff
     log: str | None = None
     address: str | None = None  # where a service answers HTTP
+    hung: int = 0  # times it was killed for not answering its liveness probe (each also a restart)
+    probe_failures: int = 0  # liveness probes failed in a row, now (0 while it answers)
+    probe: str | None = None  # the URL of its liveness probe
 
 
 def is_error_line(line: bytes) -> bool:
@@ -114,6 +125,8 @@ class Supervisor:
     stop_timeout_s: float = 20.0
     snapshot_file: Path | None = None
     metrics_url: str | None = None
+    liveness: LivenessPolicy = field(default_factory=LivenessPolicy)
+    _hung: set[str] = field(default_factory=set)  # children killed as hung whose exit is not yet recorded
     _status: dict[str, ComponentStatus] = field(default_factory=dict)
     _trackers: dict[str, RestartTracker] = field(default_factory=dict)
     _children: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
@@ -126,6 +139,8 @@ class Supervisor:
         for spec in self.services:
             address = f"http://{spec.ready_host}:{spec.ready_port}" if spec.ready_port else None
             self._add(spec.name, "service", self.state_dir / "logs" / f"{spec.name}.log", address)
+            if spec.probe is not None and self.liveness.enabled:
+                self._status[spec.name].probe = spec.probe.url
         for infra in self.infra:
             self._add(infra.name, infra.kind, infra.log or self.state_dir / "logs" / f"{infra.name}.log")
 
@@ -142,6 +157,12 @@ class Supervisor:
         keepers = [asyncio.create_task(self._keep(spec), name=f"keep-{spec.name}") for spec in self.services]
         watchers = [asyncio.create_task(self._watch(spec), name=f"watch-{spec.name}") for spec in self.infra]
         watchers.append(asyncio.create_task(self._refresh(), name="refresh"))
+        if self.liveness.enabled:
+            watchers += [
+                asyncio.create_task(self._probe_loop(spec, spec.probe), name=f"probe-{spec.name}")
+                for spec in self.services
+                if spec.probe is not None
+            ]
         try:
             await stop.wait()
         finally:
@@ -178,6 +199,12 @@ class Supervisor:
                     returncode = 127
                 ran_for = time.monotonic() - started
                 status.last_exit, status.last_exit_at = describe_exit(returncode), time.time()
+                if spec.name in self._hung:
+                    self._hung.discard(spec.name)
+                    status.last_exit = (
+                        f"hung (no answer to {self.liveness.failures} probes), {status.last_exit}"
+                    )
+                status.probe_failures = 0
                 status.pid, status.running_since = None, None
                 managed.pid_file.unlink(missing_ok=True)
                 if self._stopping:
@@ -258,6 +285,57 @@ class Supervisor:
         if proc.returncode is None:
             self._status[spec.name].state = "running"
             self._publish()
+
+    async def _probe_loop(self, spec: ServiceSpec, probe: Probe) -> None:
+        """Probe the service every interval while its process runs; kill it once the tracker says hung."""
+        status, policy = self._status[spec.name], self.liveness
+        tracker = LivenessTracker(policy)
+        pid: int | None = None
+        last = time.monotonic()
+        while not self._stopping:
+            # Start to start: a probe that times out does not stretch the interval (4 misses = 3 intervals
+            # plus one timeout after the first).
+            wait = max(0.0, last + policy.interval_s - time.monotonic())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)  # a stop cuts the wait short
+            last = time.monotonic()
+            proc = self._children.get(spec.name)
+            if self._stopping or proc is None or proc.returncode is not None or spec.name in self._hung:
+                continue
+            if proc.pid != pid:  # a new process: its grace counts from when this loop first sees it
+                pid = proc.pid
+                tracker.started(time.monotonic())
+            why = await http_probe(probe, policy.timeout_s)
+            if proc.returncode is not None or self._stopping:
+                continue  # it exited meanwhile: its exit is what counts
+            if why is None:
+                if tracker.failed:
+                    log.info("%s answers its liveness probe again", spec.name, extra={"component": spec.name})
+                tracker.answered()
+            elif tracker.no_answer(time.monotonic(), why):
+                self._kill_hung(spec.name, proc, tracker)
+            if status.probe_failures != tracker.failed:
+                status.probe_failures = tracker.failed
+                self._publish()
+
+    def _kill_hung(self, name: str, proc: asyncio.subprocess.Process, tracker: LivenessTracker) -> None:
+        status = self._status[name]
+        log.error(
+            "%s did not answer its liveness probe %d times in a row: killing it (pid %d; probe %s, every "
+            "%g s, timeout %g s; last failure: %s)",
+            name,
+            tracker.failed,
+            proc.pid,
+            status.probe,
+            self.liveness.interval_s,
+            self.liveness.timeout_s,
+            tracker.last_failure,
+            extra={"component": name},
+        )
+        self._hung.add(name)
+        status.hung += 1
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # SIGKILL ends a stopped process too; `_keep` sees the exit and restarts it
 
     async def _watch(self, spec: InfraSpec) -> None:
         status, tracker = self._status[spec.name], self._trackers[spec.name]
@@ -392,6 +470,31 @@ def _write(output: RotatingLog, name: str, data: bytes) -> None:
         output.write(data)
     except OSError as exc:  # a full disk must not stop the child: its pipe keeps draining
         log.warning("writing %s's log failed: %s", name, exc)
+
+
+async def http_probe(probe: Probe, timeout_s: float) -> str | None:
+    """GET the probe's URL; None when an HTTP answer (any status) came within `timeout_s`, else why not."""
+
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection(probe.host, probe.port)
+        try:
+            writer.write(
+                f"GET {probe.path} HTTP/1.1\r\nHost: {probe.host}:{probe.port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            await writer.drain()
+            return await reader.readline()  # the status line is enough: it answered
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    try:
+        line = await asyncio.wait_for(ask(), timeout_s)
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return None if line.startswith(b"HTTP/") else f"not an HTTP answer: {line[:60]!r}"
 
 
 async def _port_accepts(port: int, host: str = "127.0.0.1") -> bool:

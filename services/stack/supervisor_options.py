@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.envvars import ConfigError, integer, number, parsed, read, table
+from services.stack.liveness import LivenessPolicy
 from services.stack.restarts import RestartPolicy
 
 _POLICY = RestartPolicy()
+_LIVENESS = LivenessPolicy()
 
 
 def _backoff(raw: str) -> tuple[float, float]:
@@ -70,6 +72,38 @@ class SupervisorOptions:
         1,
         600,
     )
+    # Liveness (decision 0033). Defaults: 4 probes 5 s apart, 3 s each, say "hung" after about 20-25 s of
+    # silence. A healthy service on a loaded 2-core machine answers /health or /metrics in milliseconds (its
+    # event loop or the metrics thread stalls for well under a second); 4 misses in a row of 3 s each is a
+    # stopped or stuck process, not load.
+    probe_interval_s: float = number(
+        "SUPERVISOR_PROBE_INTERVAL_S",
+        _LIVENESS.interval_s,
+        "how often each service's /health (or /metrics port) is probed; 0: no liveness probes",
+        0,
+        3600,
+    )
+    probe_timeout_s: float = number(
+        "SUPERVISOR_PROBE_TIMEOUT_S",
+        _LIVENESS.timeout_s,
+        "how long a liveness probe waits for an HTTP answer before it counts as failed",
+        0.1,
+        600,
+    )
+    probe_failures: int = integer(
+        "SUPERVISOR_PROBE_FAILURES",
+        _LIVENESS.failures,
+        "failed liveness probes in a row after which a service is hung: SIGKILL, then the normal restart",
+        1,
+        1000,
+    )
+    probe_grace_s: float = number(
+        "SUPERVISOR_PROBE_GRACE_S",
+        _LIVENESS.grace_s,
+        "a service's probes fail without counting this long after its start (still starting is not hung)",
+        0,
+        86_400,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SupervisorOptions:
@@ -80,6 +114,13 @@ class SupervisorOptions:
         """When to restart a process that exited, and when its restarts are a crash loop."""
         (backoff_min_s, backoff_max_s), (loop_restarts, loop_window_s) = self.backoff_s, self.crash_loop
         return RestartPolicy(backoff_min_s, backoff_max_s, self.healthy_s, loop_restarts, loop_window_s)
+
+    @property
+    def liveness(self) -> LivenessPolicy:
+        """When a service that runs but does not answer is hung."""
+        return LivenessPolicy(
+            self.probe_interval_s, self.probe_timeout_s, self.probe_failures, self.probe_grace_s
+        )
 
 
 SUPERVISOR_ENV_VARS = table(SupervisorOptions)

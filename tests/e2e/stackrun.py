@@ -68,6 +68,7 @@ class StackRun:
             SUPERVISOR_METRICS_PORT=str(free_port()),
             ROUTER_METRICS_PORT="0",  # the defaults would collide with other stacks on this machine
             PROJECTOR_METRICS_PORT="0",
+            TRIGGERS_METRICS_PORT="0",  # (and a probe of a shared port would ask another stack's engine)
             VENUE_EXEC_LATENCY_MS="200",
             OEE_PARTITIONS="3",
             LOG_LEVEL="INFO",

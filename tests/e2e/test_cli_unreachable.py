@@ -64,6 +64,7 @@ def test_a_command_whose_dependency_is_down_fails_in_one_line(name: str, down_en
     assert len(lines) == 1, (name, result.stderr)
     assert lines[0].startswith(f"oee {args[0]}: "), lines[0]
     assert f"the {what} at " in lines[0] and "did not answer" in lines[0], lines[0]
+    assert "did not answer ()" not in lines[0] and ": )" not in lines[0], lines[0]  # always a reason
     assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
     assert result.stdout == "", (name, result.stdout)
 

@@ -240,6 +240,10 @@ def _at(events: list[Event], t0: datetime) -> list[Event]:
     return [replace(e, occurred_at=t0 + timedelta(minutes=i)) for i, e in enumerate(events)]
 
 
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
 async def test_point_in_time_replay_into_its_own_schema(
     infra: Settings, topics: Topics, schema: str, db: asyncpg.Connection
 ) -> None:
@@ -247,11 +251,14 @@ async def test_point_in_time_replay_into_its_own_schema(
     early = _at(lifecycle_events(), t0)  # done by t0+4min
     mid = _at(lifecycle_events(failed=True), t0 + timedelta(minutes=2))  # submitted at t0+5min
     late = _at(lifecycle_events(), t0 + timedelta(minutes=30))  # not yet created
-    log = [*early[:3], *mid[:2], *early[3:], *mid[2:], *late]
-    await produce(infra.bootstrap_servers, topics.events, log)
+    until = t0 + timedelta(minutes=5)
+    # Records that do not decode have no occurred_at: their log timestamp says whether they are in.
+    bad_before = (b"bad", b"bad before", _ms(until - timedelta(minutes=1)))
+    bad_after = (b"bad", b"bad after", _ms(until + timedelta(minutes=1)))  # (read: within the slack)
+    log = [*early[:3], *mid[:2], bad_before, *early[3:], *mid[2:], bad_after, *late]
+    await produce(infra.bootstrap_servers, topics.events, log, stamped=True)
     settings = settings_for(infra, topics)
     pipeline = Pipeline(settings, topics, schema, [])
-    until = t0 + timedelta(minutes=5)
     pit = f"pit_{uuid.uuid4().hex[:8]}"
     try:
         started = time.monotonic()
@@ -267,6 +274,8 @@ async def test_point_in_time_replay_into_its_own_schema(
         states: dict[str, OrderState] = {}
         fold(decoded, states, until=until)
         assert {oid: s.last_seq for oid, s in states.items()} == {k: r["last_seq"] for k, r in rows.items()}
+        dead = await db.fetch(f'SELECT raw FROM "{pit}".projector_dead_letters')
+        assert [bytes(r["raw"]) for r in dead] == [b"bad before"], "a dead letter written after T is left out"
         # The live schema was not touched.
         assert await db.fetchval(f'SELECT count(*) FROM "{schema}".orders') == 0
     finally:

@@ -1,5 +1,6 @@
 """Supervision under `oee up`, as an operator meets it: a service SIGKILLed comes back by itself and is
-counted; PostgreSQL SIGKILLed comes back; a killed supervisor's services are replaced, never doubled; a
+counted; one SIGSTOPped (alive, answering nothing) is killed as hung by the liveness probe and comes back,
+counted apart; PostgreSQL SIGKILLed comes back; a killed supervisor's services are replaced, never doubled; a
 service that cannot start is reported as crash-looping, loudly. Each test runs a stack of its own (state
 directory, ports, PostgreSQL) on the suite's broker, under topics of its own."""
 
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from events.topics import Topics
 from services.config import Settings
 from services.stack.procs import pid_alive
-from tests.e2e.harness import LogReader, assert_lifecycle
+from tests.e2e.harness import LogReader, assert_lifecycle, free_port
 from tests.e2e.stackrun import StackRun
 
 pytestmark = pytest.mark.e2e
@@ -29,12 +30,25 @@ ORDER = {"baseToken": "SOL", "quoteToken": "USDC", "side": "buy", "amountIn": 15
 
 
 LOG_MAX = 4096  # the smallest allowed: a router's start alone writes more than that
+# Liveness probes shortened so that a stopped service is found in seconds, not the default ~25 s: 4 misses of
+# 2 s each, 1 s apart, still need several seconds of total silence (load does not make that).
+PROBES = {
+    "SUPERVISOR_PROBE_INTERVAL_S": "1",
+    "SUPERVISOR_PROBE_TIMEOUT_S": "2",
+    "SUPERVISOR_PROBE_FAILURES": "4",
+    "SUPERVISOR_PROBE_GRACE_S": "15",
+}
 
 
 @pytest.fixture
 def run(infra: Settings, tmp_path: Path) -> Iterator[StackRun]:
     stack = StackRun.create(
-        tmp_path, shared_kafka=infra.bootstrap_servers, OEE_LOG_MAX_BYTES=str(LOG_MAX), OEE_LOG_BACKUPS="2"
+        tmp_path,
+        shared_kafka=infra.bootstrap_servers,
+        OEE_LOG_MAX_BYTES=str(LOG_MAX),
+        OEE_LOG_BACKUPS="2",
+        PROJECTOR_METRICS_PORT=str(free_port()),  # the projector's liveness probe asks its /metrics
+        **PROBES,
     )
     yield stack
     stack.down()
@@ -84,7 +98,7 @@ def environ(pid: int) -> dict[str, str]:
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
-async def test_killed_services_and_database_come_back_counted_and_a_killed_supervisor_is_replaced(
+async def test_killed_or_hung_services_and_database_come_back_counted_and_a_killed_supervisor_is_replaced(
     run: StackRun,
 ) -> None:
     shown = run.up()
@@ -116,8 +130,38 @@ async def test_killed_services_and_database_come_back_counted_and_a_killed_super
     assert scrape(f"{run.api}/metrics")[("oee_supervisor_restarts_total", "router")] == 1, (
         "the API shows it too"
     )
+    # The review's case: the projector SIGSTOPped while orders flow. Alive, it never exits; the liveness probe
+    # finds it silent, the supervisor SIGKILLs it and restarts it, and the order is projected after all.
+    stopped = run.signal("projector", signal.SIGSTOP)
+    during = await post_order(run.api)
+    hung = await run.await_component(
+        "projector",
+        lambda c: c["state"] == "running" and c["pid"] not in (None, stopped) and c["hung"] == 1,
+        timeout=60,
+        what="killed as hung and running again",
+    )
+    assert not pid_alive(stopped)
+    assert hung["restarts"] == 2 and hung["last_exit"] == "hung (no answer to 4 probes), killed by SIGKILL", (
+        hung
+    )
+    await assert_completes(run, during)
+    said = [line for line in run.log("supervisor").read_text().splitlines() if "liveness probe" in line]
+    assert any(
+        " ERROR " in line
+        and "projector did not answer its liveness probe 4 times in a row: killing it" in line
+        for line in said
+    ), said
+    counted = scrape(run.supervisor_metrics)
+    assert counted[("oee_supervisor_hung_total", "projector")] == 1
+    assert all(counted[("oee_supervisor_hung_total", name)] == 0 for name in ("venue", "api")), (
+        "no false alarm"
+    )
+    assert ("oee_supervisor_hung_total", "router") not in counted, "a metrics port of 0 is not probed"
+
     statuses, text = run.status_cli()
     assert statuses["router"]["restarts"] == 1
+    assert statuses["projector"]["hung"] == 1 and statuses["venue"]["hung"] == 0
+    assert "hung 1" in next(line for line in text.splitlines() if line.startswith("projector")), text
     assert "last exit: killed by SIGKILL" in next(
         line for line in text.splitlines() if line.startswith("router")
     )

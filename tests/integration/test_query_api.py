@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +20,7 @@ from events.codec import encode
 from events.envelope import Event
 from events.lifecycle import OrderState
 from events.topics import Topics
+from events.types import new_event
 from projections.fold import LogRecord, decode_records, fold
 from projections.store import ProjectionStore
 from services import query
@@ -45,6 +48,17 @@ async def api(settings: Settings, schema: str, *, listen: bool = True) -> AsyncI
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=30) as client:
             yield client
+
+
+def cancelled_at_seq_3(minutes: int = 0) -> list[Event]:
+    """An order cancelled while routing: pending, routing, cancelled; it ends at seq 3."""
+    requested, routing = order_at(minutes)[:2]
+    data = {"request_id": str(uuid.uuid4()), "requested_at": routing.occurred_at, "from_status": "routing"}
+    cancelled = new_event(
+        "OrderCancelled", order_id=requested.order_id, seq=3, data=data, causation_id=routing.event_id,
+        occurred_at=routing.occurred_at + timedelta(milliseconds=5),
+    )  # fmt: skip
+    return [requested, routing, cancelled]
 
 
 def order_at(
@@ -235,6 +249,7 @@ async def test_filters(settings: Settings, topics: Topics, schema: str, db: asyn
         ("status=pending&status=failed", ["status"]),
         ("status=nope&side=up&limit=999", ["status", "side", "limit"]),
         ("cursor=%%%", ["cursor"]),
+        ("waitMs=1000&minSeq=1&bogus=1", ["waitMs", "minSeq", "bogus"]),  # once answered 200, ignoring all
     ],
 )
 async def test_bad_list_parameters_are_400_naming_each_field(
@@ -293,6 +308,28 @@ async def test_min_seq_timeout_is_503_with_how_far_it_is(
         "not 404: the order may be on its way"
     )
     assert ok.status_code == 200 and ok.json()["status"] == "building"
+
+
+async def test_an_ended_order_below_min_seq_answers_at_once_as_it_ended(
+    settings: Settings, topics: Topics, schema: str, db: asyncpg.Connection
+) -> None:
+    # It can never reach minSeq=4 (no event follows a terminal one): a 503 "retry" would make the client spin.
+    events = cancelled_at_seq_3()
+    await write(db, schema, topics.events, [events])
+    oid = events[0].order_id
+    async with api(settings, schema) as client:
+        started = time.monotonic()
+        r = await client.get(f"/api/orders/{oid}?minSeq=4&waitMs=3000")
+        e = await client.get(f"/api/orders/{oid}/events?minSeq=99&waitMs=3000")
+        took = time.monotonic() - started
+        both = await client.get(f"/api/orders/{oid}?minSeq=4&minPosition=0:1000&waitMs=200")
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["lastSeq"]) == ("cancelled", 3)
+    assert e.status_code == 200 and [x["seq"] for x in e.json()["events"]] == [1, 2, 3]
+    assert took < 2.0, f"answered at once, not after waiting: {took:.2f} s"
+    assert both.status_code == 503 and "minPosition=0:1000" in both.json()["error"], (
+        "a position not yet applied is still waited for"
+    )
 
 
 async def test_min_position_waits_for_the_partition(

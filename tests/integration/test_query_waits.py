@@ -26,7 +26,7 @@ from services.query.options import QueryOptions
 from services.query.reads import Reads
 from services.query.waits import Progress, Target, reached
 from tests.api_harness import api_app, served
-from tests.integration.test_query_api import order_at, write
+from tests.integration.test_query_api import cancelled_at_seq_3, order_at, write
 from tests.projection_fixtures import settings_for
 from tests.waiting import until
 
@@ -76,6 +76,32 @@ def test_a_target_is_reached_by_seq_and_by_position() -> None:
         Target("b", min_position=(0, 10)), seen
     )
     assert not reached(Target("a", min_seq=3, min_position=(1, 0)), seen)  # both must hold
+    ended = Progress(seqs={"a": 3, "b": 2}, positions={0: 10}, ended=frozenset({"a"}))
+    assert reached(Target("a", min_seq=4), ended), "an ended order will never get further: answer it"
+    assert not reached(Target("b", min_seq=4), ended) and not reached(Target("c", min_seq=4), ended)
+    assert not reached(Target("a", min_seq=4, min_position=(0, 10)), ended)  # the position still must hold
+
+
+async def test_a_read_waiting_past_where_the_order_ends_is_answered_when_it_ends(
+    settings: Settings, topics: Topics, schema: str, db: asyncpg.Connection
+) -> None:
+    events = cancelled_at_seq_3()
+    oid = events[0].order_id
+    await write(db, schema, topics.events, [events[:2]])
+    async with api(settings, schema, QueryOptions()) as (client, app):
+        ctx = app.state.query
+        reader = asyncio.create_task(client.get(f"/api/orders/{oid}?minSeq=6&waitMs=10000"))
+        await until(lambda: ctx.waiter.waiting == 1, 20, "the read waiting")
+        async with db.transaction():  # (rewritten whole: `write` folds from the first event)
+            await db.execute(f'DELETE FROM "{schema}".order_events WHERE order_id = $1', oid)
+            await db.execute(f'DELETE FROM "{schema}".orders WHERE id = $1', oid)
+        await write(db, schema, topics.events, [events])
+        started = time.monotonic()
+        await notify(db, schema)
+        r = await asyncio.wait_for(reader, 20)
+        took = time.monotonic() - started
+    assert r.status_code == 200 and (r.json()["status"], r.json()["lastSeq"]) == ("cancelled", 3), r.text
+    assert took < 5.0, f"released by the check that saw it end, not at the deadline: {took:.2f} s"
 
 
 async def test_waiting_reads_cost_one_query_per_wake_up_not_one_each(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import socket
 
+import httpx
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,7 +24,7 @@ from services.lag.model import (
     TopicLag,
 )
 from services.lag.stages import HistogramWindow, Snapshot, histogram_quantile
-from services.lag.terminal import render
+from services.lag.terminal import from_api, no_answer, render
 
 
 def report() -> LagReport:
@@ -188,3 +191,16 @@ def test_resting_orders_in_the_json_the_terminal_and_the_gauges() -> None:
     }
     assert samples[("oee_orders_resting", "limit")] == 4 and samples[("oee_orders_resting", "sniper")] == 1
     assert samples[("oee_orders_resting_oldest_seconds", None)] == 7200.0
+
+
+async def test_an_api_that_does_not_answer_is_named_with_the_reason() -> None:
+    """`oee lag` with the API stopped said "did not answer ()": the reason is the refused connect itself."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once closed
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.HTTPError) as failed:
+            await from_api(url, http)
+    said = no_answer(url, failed.value)
+    assert said.startswith(f"the API at {url} did not answer (ConnectionRefusedError: "), said
+    assert no_answer(url, httpx.ReadError("")) == f"the API at {url} did not answer (ReadError: no details)"

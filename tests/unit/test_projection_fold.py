@@ -7,7 +7,7 @@ from datetime import timedelta
 from events.codec import encode
 from events.lifecycle import OrderState
 from events.lifecycle import fold as replay
-from projections.fold import LogRecord, decode_records, fold
+from projections.fold import LogRecord, decode_records, fold, written_by
 from tests.samples import lifecycle_events
 
 
@@ -95,3 +95,15 @@ def test_point_in_time_keeps_only_events_up_to_the_instant() -> None:
     assert out.after_until == 2
     out, states = _fold(_records(events), until=events[0].occurred_at - timedelta(microseconds=1))
     assert states == {} and out.after_until == 5
+
+
+def test_point_in_time_keeps_only_undecodable_records_written_up_to_the_instant() -> None:
+    # A record that does not decode has no occurred_at: its log timestamp says whether it is in.
+    until = lifecycle_events()[0].occurred_at
+    at = int(until.timestamp() * 1000)
+    records = [LogRecord(0, 0, b"early", at - 1), LogRecord(0, 1, None, at), LogRecord(0, 2, b"late", at + 1),
+               LogRecord(0, 3, b"unstamped")]  # fmt: skip
+    _, dead = decode_records(records)
+    assert [d.timestamp_ms for d in dead] == [at - 1, at, at + 1, None]
+    kept, after = written_by(dead, until)
+    assert [d.offset for d in kept] == [0, 1, 3] and after == 1

@@ -9,6 +9,8 @@ import pytest
 from services.query.params import (
     DEFAULT_LIMIT,
     DEFAULT_WAIT_MS,
+    LIST_PARAMS,
+    MAX_UNKNOWN_NAMED,
     InvalidQuery,
     ListQuery,
     decode_cursor,
@@ -69,6 +71,46 @@ def test_bad_list_parameters(items: list[tuple[str, str]], fields: list[str]) ->
     with pytest.raises(InvalidQuery) as exc:
         list_query(params_of(items))
     assert _fields(exc) == fields
+
+
+def test_the_list_names_every_parameter_it_does_not_take() -> None:
+    # The review's request: each of the three used to be ignored, answering an unfiltered page.
+    with pytest.raises(InvalidQuery) as exc:
+        list_query(params_of([("waitMs", "1000"), ("minSeq", "1"), ("bogus", "1"), ("status", "done")]))
+    assert _fields(exc) == ["waitMs", "minSeq", "bogus", "status"]
+    reasons = {p.field: p.message for p in exc.value.problems}
+    assert "GET /api/orders/{orderId}?minSeq=&waitMs=" in reasons["minSeq"], "says where waiting works"
+    assert all(name in reasons["bogus"] for name in LIST_PARAMS), "says what the list takes"
+    assert "bogus" in str(exc.value) and "minSeq" in str(exc.value)
+
+
+def test_every_parameter_the_list_documents_is_taken() -> None:
+    cursor = encode_cursor(list_query({}), datetime(2025, 3, 14, tzinfo=UTC), OID)
+    given = {"status": "open", "type": "limit", "side": "sell", "venue": "orca", "from": "2025-03-14T00:00:00Z",
+             "to": "2025-03-15T00:00:00Z", "limit": "5", "cursor": cursor}  # fmt: skip
+    assert set(given) == set(LIST_PARAMS)
+    with pytest.raises(InvalidQuery) as exc:  # every name accepted: the only problem is the cursor's filters
+        list_query(params_of(list(given.items())))
+    assert _fields(exc) == ["cursor"]
+    given["cursor"] = encode_cursor(list_query(params_of([(k, v) for k, v in given.items() if k != "cursor"])),
+                                    datetime(2025, 3, 14, tzinfo=UTC), OID)  # fmt: skip
+    assert list_query(params_of(list(given.items()))).cursor is not None
+
+
+def test_a_query_of_many_unknown_names_gets_a_bounded_answer() -> None:
+    names = [(f"p{i}", "1") for i in range(5000)] + [("x" * 5000, "1")]
+    with pytest.raises(InvalidQuery) as exc:
+        list_query(params_of(names))
+    problems = exc.value.problems
+    assert len(problems) == MAX_UNKNOWN_NAMED + 1
+    assert problems[-1].field == "query" and f"{len(names) - MAX_UNKNOWN_NAMED} more" in problems[-1].message
+    assert len(exc.value.summary) < 3000
+
+
+def test_a_long_unknown_name_is_shown_cut() -> None:
+    with pytest.raises(InvalidQuery) as exc:
+        list_query(params_of([("y" * 1000, "1")]))
+    assert len(exc.value.problems[0].field) <= 40
 
 
 def test_a_cursor_round_trips_and_is_bound_to_its_filters() -> None:
