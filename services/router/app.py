@@ -93,6 +93,7 @@ def build_app(
         exc = done.pop().result()
         if isinstance(exc, InstanceFenced):
             log.critical("%s", exc)  # one line; its own words say what to do
+            core.supervisor.cause = exc  # what stopped it: the process exits non-zero (below)
         else:  # logged with its traceback where it happened (`Supervisor.crash`)
             log.critical("router exiting with status %d after a graceful stop", EX_SOFTWARE)
         os.kill(os.getpid(), signal.SIGTERM)

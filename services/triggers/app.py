@@ -86,6 +86,7 @@ def build_app(settings: Settings, engine: TriggerEngine, datadir: str, instance_
         except Exception as failure:
             crash(failure)
         reason = await crashed
+        engine.failure = reason  # the process exits non-zero after its graceful stop (`run`)
         if isinstance(reason, InstanceFenced):
             log.critical("%s", reason)  # one line; its own words say what to do
         else:
@@ -123,4 +124,10 @@ def run(settings: Settings) -> None:
     datadir = settings.stack.state_dir / "faust-triggers"
     datadir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, engine, str(datadir), f"{group}-{options.instance_id}")
-    run_worker(app, settings)
+    try:
+        run_worker(app, settings)
+    except SystemExit:
+        # A failure stopped the worker through SIGTERM, which Faust's worker ends with status 0.
+        if engine.failure is not None:
+            raise SystemExit(70) from None  # EX_SOFTWARE, as the router
+        raise

@@ -57,6 +57,7 @@ PROGRESS_EVERY_S = 5.0
 
 class TriggerEngine:
     def __init__(self, bootstrap: str, topics: Topics, group_id: str, options: TriggerOptions) -> None:
+        self.failure: BaseException | None = None  # what stopped the engine, if anything did
         self.bootstrap = bootstrap
         self.topics = topics
         self.group_id = group_id

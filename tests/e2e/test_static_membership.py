@@ -6,10 +6,13 @@ one, which stops with one line instead of taking the id back."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -99,16 +102,17 @@ async def test_a_second_live_process_with_the_same_id_fences_the_older_which_sto
             db, schema, topics.events, await log_end(infra.bootstrap_servers, topics.events), 120, older.tail
         )
         newer = projector(settings, schema, tmp_path, member)
-        # The broker swaps the newer in for the older, and answers the older's next heartbeat (v3, with the
-        # instance id) FENCED_INSTANCE_ID: always the older, within a heartbeat or two.
+        # The broker swaps the newer in for the older and answers the older's next heartbeat (v3, with the
+        # instance id) FENCED_INSTANCE_ID; if the older's offset commit (no instance id) is refused first, it
+        # rejoins with the id and the newer is the one fenced. Either way one stops, with one line.
+        pair = (older, newer)
         await wait_until(
-            lambda: _stopped(older), 60, "the older to be fenced", lambda: older.tail() + newer.tail()
+            lambda: _one_stopped(pair), 60, "one of the two to be fenced", lambda: older.tail() + newer.tail()
         )
-        fenced, survivor = older, newer
-        assert fenced.popen is not None and fenced.popen.returncode == 1, fenced.tail()
-        lines = [line for line in fenced.tail(200).splitlines() if "fenced: another process" in line]
-        assert len(lines) == 1, fenced.tail()
-        assert f"instance id '{member}'" in lines[0] and "PROJECTOR_INSTANCE_ID" in lines[0]
+        outcome = the_fenced(pair)
+        assert outcome is not None
+        fenced, survivor = outcome
+        assert_fenced_with_one_line(fenced, "PROJECTOR_INSTANCE_ID", f"instance id '{member}'")
         # No ping-pong: the survivor keeps the partitions and goes on projecting.
         await produce(infra.bootstrap_servers, topics.events, _orders(20))
         await wait_caught_up(
@@ -126,8 +130,8 @@ async def test_a_second_live_process_with_the_same_id_fences_the_older_which_sto
             newer.stop()
 
 
-async def _stopped(proc: Proc) -> bool:
-    return not proc.alive()
+async def _one_stopped(procs: tuple[Proc, Proc]) -> bool:
+    return the_fenced(procs) is not None
 
 
 def router(settings: Settings, tmp: Path, instance_id: str) -> Proc:
@@ -181,31 +185,68 @@ async def test_a_router_stopped_gracefully_hands_its_partitions_over_at_once(
             second.stop()
 
 
+def the_fenced(procs: tuple[Proc, Proc]) -> tuple[Proc, Proc] | None:
+    """(fenced, survivor) once exactly one of two same-id processes has stopped, else None."""
+    stopped = [p for p in procs if not p.alive()]
+    if len(stopped) != 1:
+        return None
+    return stopped[0], next(p for p in procs if p.alive())
+
+
+def assert_fenced_with_one_line(fenced: Proc, var: str, named: str) -> None:
+    assert fenced.popen is not None and fenced.popen.returncode != 0, "a fenced process is not a clean exit"
+    lines = [
+        line
+        for line in fenced.log.read_text(errors="replace").splitlines()
+        if "fenced: another process" in line
+    ]
+    assert len(lines) == 1, fenced.tail()
+    assert named in lines[0] and var in lines[0], lines[0]
+
+
+@contextlib.asynccontextmanager
+async def one_fenced(
+    start: Callable[[str], Proc], member: str, ready: str, count: int, var: str, named: str
+) -> AsyncIterator[Proc]:
+    """Start a process with instance id `member`, once it logs `ready` (`count` times) a second one with the
+    same id: one of the two is fenced and stops with one line naming `named` and `var`, not with a clean exit
+    (usually the older, on its next heartbeat; the newer when the older's offset commit, which carries no
+    instance id, is refused first and it rejoins with the id: decision 0029). Yields the survivor, still
+    running; both are stopped on the way out."""
+    older = start(member)
+    newer: Proc | None = None
+    try:
+        await wait_log(older, ready, count=count)
+        newer = start(member)
+        pair = (older, newer)
+        await until(lambda: the_fenced(pair) is not None, 60, "one of the two to be fenced and stop")
+        outcome = the_fenced(pair)
+        assert outcome is not None
+        fenced, survivor = outcome
+        assert_fenced_with_one_line(fenced, var, named)
+        yield survivor
+    finally:
+        older.stop()
+        if newer is not None:
+            newer.stop()
+
+
 async def test_a_second_live_router_with_the_same_id_fences_the_older_which_stops_with_one_line(
     infra: Settings, topics: Topics, tmp_path: Path
 ) -> None:
     settings = settings_for(infra, topics)
     member = f"router.{uuid.uuid4().hex[:8]}"
-    older = router(settings, tmp_path, member)
-    newer: Proc | None = None
-    try:
-        await wait_log(older, ASSIGNED, count=3)
-        newer = router(settings, tmp_path, member)
-        await until(lambda: not older.alive(), 60, "the older router to be fenced and stop")
-        lines = [line for line in log_of(older).splitlines() if "fenced: another process" in line]
-        assert len(lines) == 1, older.tail()
-        assert f"instance id '{member}'" in lines[0] and "ROUTER_INSTANCE_ID" in lines[0], lines[0]
-        assert older.popen is not None and older.popen.returncode != 0, "a fenced router is not a clean exit"
+    start = partial(router, settings, tmp_path)
+    async with one_fenced(
+        start, member, ASSIGNED, 3, "ROUTER_INSTANCE_ID", f"instance id '{member}'"
+    ) as survivor:
+        # No ping-pong: the survivor ends up owning every partition and keeps running.
         await until(
-            lambda: partitions_assigned(log_of(newer)) == {0, 1, 2},
+            lambda: partitions_assigned(log_of(survivor)) == {0, 1, 2},
             60,
-            "the newer router to own every partition",
+            "the surviving router to own every partition",
         )
-        assert newer.alive(), newer.tail()
-    finally:
-        older.stop()
-        if newer is not None:
-            newer.stop()
+        assert survivor.alive(), survivor.tail()
 
 
 def triggers(settings: Settings, tmp: Path, instance_id: str) -> Proc:
@@ -218,24 +259,12 @@ async def test_a_second_live_trigger_engine_with_the_same_id_fences_the_older_wh
 ) -> None:
     settings = settings_for(infra, topics)
     member = f"triggers.{uuid.uuid4().hex[:8]}"
-    older = triggers(settings, tmp_path, member)
-    newer: Proc | None = None
-    try:
-        await wait_log(older, "market partitions assigned")
-        newer = triggers(settings, tmp_path, member)
-        await until(lambda: not older.alive(), 60, "the older engine to be fenced and stop")
-        lines = [line for line in log_of(older).splitlines() if "fenced: another process" in line]
-        assert len(lines) == 1, older.tail()
-        # Its id in the group is `<group>-<TRIGGERS_INSTANCE_ID>` (services/triggers/app.py).
-        assert f"-{member}'" in lines[0] and "TRIGGERS_INSTANCE_ID" in lines[0], lines[0]
-        assert older.popen is not None and older.popen.returncode != 0, "a fenced engine is not a clean exit"
-        await wait_log(newer, "market partitions assigned")
-        assert newer.alive(), newer.tail()
-        # The newer one keeps the id: it stops gracefully and leaves the group by it.
-        newer.stop()
-        left = [line for line in log_of(newer).splitlines() if "left group" in line]
-        assert len(left) == 1 and member in left[0], newer.tail()
-    finally:
-        older.stop()
-        if newer is not None:
-            newer.stop()
+    start = partial(triggers, settings, tmp_path)
+    # Its id in the group is `<group>-<TRIGGERS_INSTANCE_ID>` (services/triggers/app.py).
+    ready = "market partitions assigned"
+    async with one_fenced(start, member, ready, 1, "TRIGGERS_INSTANCE_ID", f"-{member}'") as survivor:
+        assert survivor.alive(), survivor.tail()
+        # The survivor keeps the id: it stops gracefully and leaves the group by it.
+        survivor.stop()
+        left = [line for line in log_of(survivor).splitlines() if "left group" in line]
+        assert len(left) == 1 and member in left[0], survivor.tail()
