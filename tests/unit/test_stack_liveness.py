@@ -21,6 +21,7 @@ from services.stack.restarts import RestartPolicy
 from services.stack.supervisor import ComponentStatus, ServiceSpec, Supervisor, http_probe
 from services.stack.supervisor_options import SupervisorOptions
 from tests.e2e.harness import free_port
+from tests.waiting import until
 
 POLICY = LivenessPolicy(interval_s=5.0, timeout_s=3.0, failures=4, grace_s=30.0)
 
@@ -149,13 +150,6 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
 
-async def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not {what} within {timeout} s"
-        await asyncio.sleep(0.05)
-
-
 async def test_the_supervisor_kills_a_stopped_child_as_hung_and_starts_it_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -176,11 +170,11 @@ async def test_the_supervisor_kills_a_stopped_child_as_hung_and_starts_it_again(
     stop = asyncio.Event()
     running = asyncio.create_task(supervisor.run(stop))
     try:
-        await wait_for("running", lambda: status.state == "running", 20)
+        await until(lambda: status.state == "running", 20, "running")
         first = status.pid
         assert first is not None
         os.kill(first, signal.SIGSTOP)
-        await wait_for("restarted", lambda: status.state == "running" and status.pid not in (None, first), 20)
+        await until(lambda: status.state == "running" and status.pid not in (None, first), 20, "restarted")
         assert (status.hung, status.restarts) == (1, 1)
         assert status.last_exit == "hung (no answer to 3 probes), killed by SIGKILL"
         said = [r.getMessage() for r in caplog.records if "liveness probe" in r.getMessage()]
