@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.e2e.harness import (
     wait_log,
 )
 from tests.samples import order_request
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -260,10 +260,8 @@ async def test_a_router_that_crashes_exits_70_with_its_traceback_logged_once(
     env = dict(system.router.env, DATABASE_URL=url)
     system.router = router = service("router", system.settings, system.tmp, env).start()
     assert router.popen is not None
-    deadline = time.monotonic() + 60
-    while router.popen.poll() is None:
-        assert time.monotonic() < deadline, router.tail()
-        await asyncio.sleep(0.1)  # polling the exit, with a deadline
+    popen = router.popen
+    await until(lambda: popen.poll() is not None, 60, "the crashed router to exit")
     text = router.log.read_text(errors="replace")
     assert router.popen.returncode == 70, text[-3000:]
     assert text.count("router stopping after a failure it cannot route around") == 1, text[-3000:]

@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from services.client import ApiError, AsyncClient, Frame, StreamFailed, Unreachable
+from tests.waiting import until
 
 ORDER = "0b6f3e9a-2d1c-4f7e-9a53-8c1d2e4f5a6b"
 STATUSES = ["pending", "routing", "building", "submitted", "confirmed"]
@@ -148,11 +149,11 @@ async def collect(frames: AsyncIterator[Frame]) -> list[int]:
 
 async def reconnect_failed(caplog: pytest.LogCaptureFixture, words: str, deadline_s: float = 15.0) -> None:
     """Wait until the client logged a failed reconnect naming `words` (it tried while the server was away)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not any(words in r.getMessage() for r in caplog.records if r.name == "services.client"):
-        assert loop.time() < end, f"no failed reconnect with {words!r} logged: {caplog.text}"
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: any(words in r.getMessage() for r in caplog.records if r.name == "services.client"),
+        deadline_s,
+        f"a failed reconnect with {words!r} logged",
+    )
 
 
 async def test_watch_resumes_after_the_api_restarts_on_the_same_port(
